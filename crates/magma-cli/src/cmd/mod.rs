@@ -1,0 +1,1 @@
+//! Subcommands of the `magma` binary, one module each.

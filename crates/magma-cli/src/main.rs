@@ -1,0 +1,37 @@
+//! `magma`: one binary over every magma-rs library crate.
+//!
+//! Each subcommand lives in its own module under `cmd/` with an `Args` struct (clap derive) and a
+//! `run(args) -> anyhow::Result<()>` function; this file only wires them together.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "magma",
+    version,
+    about = "Magma (vision-language-action foundation model) in Rust: prompts, inference, marks, traces, actions",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+    }
+}
