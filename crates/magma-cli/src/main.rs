@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Robot action tokens <-> 7-DoF actions; parse UI, Set-of-Mark and Trace-of-Mark answers.
+    Action(cmd::action::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Action(a) => cmd::action::run(a),
     }
 }

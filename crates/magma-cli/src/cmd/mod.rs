@@ -1,1 +1,2 @@
 //! Subcommands of the `magma` binary, one module each.
+pub mod action;
