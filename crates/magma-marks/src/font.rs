@@ -13,8 +13,8 @@
 //!   present, as in the PyPI wheels) or rounded to whole pixels first ([`TextLayout::Basic`]).
 //!
 //! Liberation Sans is metric-compatible with Arial (same advances and vertical metrics), so these sizes are
-//! the ones the reference measures. The metrics are defined for label strings (ASCII digits, which have no
-//! kerning in this font); `tests/pil_metrics.rs` checks them against Pillow 13 / FreeType 2.14.
+//! the ones the reference measures. The metrics are defined for label strings (ASCII digits; the only digit
+//! kerning pair is "11"); `tests/pil_metrics.rs` checks them against Pillow 13 / FreeType 2.14.
 
 use ab_glyph::{Font, FontRef, GlyphId, OutlinedGlyph, PxScale};
 use image::{Rgb, RgbImage};
@@ -113,6 +113,13 @@ impl MarkFont {
         div_fix(i64::from(size) * 64, self.units_per_em())
     }
 
+    /// HarfBuzz's `em_scale` of a font-unit value to 26.6 at `size` px: a truncated 16.16 multiplier and
+    /// rounding half up (FreeType's `FT_MulFix` rounds half away from zero instead).
+    fn harfbuzz_scale(&self, v: i64, size: u32) -> i64 {
+        let mult = ((i64::from(size) * 64) << 16) / self.units_per_em();
+        (v * mult + 32768) >> 16
+    }
+
     /// The ascender in whole pixels at `size` (PIL `font.getmetrics()[0]`).
     pub fn ascender_px(&self, size: u32) -> i64 {
         ceil_26_6(mul_fix(
@@ -134,7 +141,14 @@ impl MarkFont {
         let scale = self.scale(size);
         let mut pen = 0i64;
         let mut starts = Vec::with_capacity(glyphs.len());
+        let mut previous: Option<GlyphId> = None;
         for &g in glyphs {
+            // HarfBuzz applies the font's pair kerning (Liberation Sans kerns "11" by −152 units); Pillow's
+            // basic layout does not.
+            if let (TextLayout::Raqm, Some(p)) = (layout, previous) {
+                pen += self.harfbuzz_scale(self.font.kern_unscaled(p, g).round() as i64, size);
+            }
+            previous = Some(g);
             starts.push(pen);
             let advance = mul_fix(self.font.h_advance_unscaled(g).round() as i64, scale);
             pen += match layout {
@@ -214,9 +228,17 @@ impl MarkFont {
         let height_units = self.font.height_unscaled();
         let em = self.units_per_em() as f32;
         let px_scale = PxScale::from(size as f32 * height_units / em);
-        let baseline = y + self.ascender_px(size) as f64;
+        // PIL draws at int(x), int(y) and feeds the fractional parts to FreeType in 26.6; each glyph
+        // bitmap lands on the pen position rounded to a whole pixel, and FreeType's y axis points up, so
+        // a fractional y moves the text down only when it is above one half.
+        let (frac_x, frac_y) = (
+            ((x - x.trunc()) * 64.0).round() as i64,
+            ((y - y.trunc()) * 64.0).round() as i64,
+        );
+        let baseline =
+            y.trunc() + self.ascender_px(size) as f64 + if frac_y > 32 { 1.0 } else { 0.0 };
         for (&g, &start) in glyphs.iter().zip(&starts) {
-            let origin_x = x + start as f64 / 64.0;
+            let origin_x = x.trunc() + round_26_6(frac_x + start) as f64;
             let glyph = g.with_scale_and_position(
                 px_scale,
                 ab_glyph::point(origin_x as f32, baseline as f32),

@@ -9,7 +9,7 @@ import sys
 from PIL import Image, ImageDraw, ImageFont, features
 
 font_path = sys.argv[1]
-texts = ["5", "55", "555", "0", "7", "12", "123", "1000", "9999", "47", "31"]
+texts = ["5", "55", "555", "0", "7", "12", "123", "1000", "9999", "47", "31", "11", "111", "1111", "110", "211", "1011"]
 draw = ImageDraw.Draw(Image.new("RGB", (16, 16)))
 out = {"pillow": Image.__version__, "freetype": features.version("freetype2"), "texts": texts, "sizes": {}}
 for layout, engine in (("raqm", ImageFont.Layout.RAQM), ("basic", ImageFont.Layout.BASIC)):
