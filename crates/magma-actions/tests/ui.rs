@@ -310,3 +310,25 @@ fn aitw_answers_inside_text_and_errors() {
         );
     }
 }
+
+#[test]
+fn mark_annotations_are_stripped_like_the_reference() {
+    use magma_actions::ui::answer::strip_mark_annotations;
+    assert_eq!(
+        strip_mark_annotations("Coordinate: (0.04, 0.12). Mark: 12"),
+        "Coordinate: (0.04, 0.12)."
+    );
+    assert_eq!(
+        strip_mark_annotations("Text: News. Mark: 1."),
+        "Text: News.."
+    );
+    // only ` Mark: ` followed by digits is removed
+    assert_eq!(
+        strip_mark_annotations("Mark: 3 and Mark: x"),
+        "Mark: 3 and Mark: x"
+    );
+    assert_eq!(
+        strip_mark_annotations("click the Book Mark: 7"),
+        "click the Book"
+    );
+}

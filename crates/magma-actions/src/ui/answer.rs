@@ -149,6 +149,40 @@ impl UiElement {
     }
 }
 
+/// Removes every ` Mark: k` / ` mark: k` annotation, as the reference does to SeeClick
+/// conversations when SoM is disabled (regex ` Mark: \d+` and ` mark: \d+`), so that the
+/// un-marked screenshot can be used with the same targets. Like the regex, it leaves the period
+/// that followed the mark, hence the doubled periods.
+///
+/// ```
+/// use magma_actions::ui::answer::strip_mark_annotations;
+/// assert_eq!(
+///     strip_mark_annotations("Coordinate: (0.17, 0.43). Mark: 3. Coordinate: (0.31, 0.43). mark: 4."),
+///     "Coordinate: (0.17, 0.43).. Coordinate: (0.31, 0.43).."
+/// );
+/// ```
+pub fn strip_mark_annotations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut scanner = Scanner::new(text);
+    loop {
+        let start = scanner.position();
+        let next = [" Mark: ", " mark: "]
+            .iter()
+            .filter_map(|p| scanner.rest().find(p).map(|i| (i, *p)))
+            .min();
+        let Some((offset, pattern)) = next else {
+            out.push_str(scanner.rest());
+            return out;
+        };
+        out.push_str(&text[start..start + offset]);
+        scanner.set_position(start + offset + pattern.len());
+        if scanner.uint().is_none() {
+            // not followed by digits: keep the text as it was
+            out.push_str(pattern);
+        }
+    }
+}
+
 fn malformed(message: String, text: &str) -> ActionError {
     ActionError::Malformed {
         kind: KIND,
