@@ -4,6 +4,7 @@
 //! `run(args) -> anyhow::Result<()>` function; this file only wires them together.
 
 mod cmd;
+mod embedded;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// Robot action tokens <-> 7-DoF actions; parse UI, Set-of-Mark and Trace-of-Mark answers.
     Action(cmd::action::Args),
+    /// Show what the model receives for a prompt: chat template, token ids, crop grids, image tokens.
+    Prompt(cmd::prompt::Args),
+    /// Run the image processor on one image and save the pixel values as .npy.
+    Preprocess(cmd::preprocess::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +41,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Action(a) => cmd::action::run(a),
+        Command::Prompt(a) => cmd::prompt::run(a),
+        Command::Preprocess(a) => cmd::preprocess::run(a),
     }
 }

@@ -9,19 +9,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {
     /// A file could not be read or written.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A JSON file is not valid JSON or does not have the expected structure.
-    #[error("malformed JSON in {path}: {source}")]
+    #[error("malformed JSON in {path}: {cause}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     /// A configuration field is missing or has an unusable value.
@@ -87,10 +85,10 @@ pub enum ProcessorError {
 }
 
 impl ProcessorError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 

@@ -44,8 +44,8 @@ pub use special_tokens::{SpecialTokens, IMAGE_END_TOKEN, IMAGE_START_TOKEN, IMAG
 /// Reads a JSON file, naming it in errors.
 pub(crate) fn read_json(path: &std::path::Path) -> Result<serde_json::Value, ProcessorError> {
     let text = std::fs::read_to_string(path).map_err(|e| ProcessorError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| ProcessorError::Json {
+    serde_json::from_str(&text).map_err(|cause| ProcessorError::Json {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }

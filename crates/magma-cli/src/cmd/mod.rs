@@ -1,2 +1,4 @@
 //! Subcommands of the `magma` binary, one module each.
 pub mod action;
+pub mod preprocess;
+pub mod prompt;
