@@ -86,6 +86,14 @@ pub enum MarksError {
         /// Number of ids passed.
         ids: usize,
     },
+    /// Writing the marked image failed.
+    #[error("{path}: cannot write the marked PNG: {message}")]
+    Write {
+        /// The output path.
+        path: String,
+        /// What failed (I/O or encoding).
+        message: String,
+    },
     /// A trace mark point is NaN or infinite.
     #[error("draw_trace_marks: point {index} is ({x}, {y}); expected finite pixel coordinates")]
     TracePoint {

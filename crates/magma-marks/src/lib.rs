@@ -35,7 +35,12 @@ mod magma;
 mod omniparser;
 mod trace;
 
+use std::path::Path;
+
 use image::RgbImage;
+
+/// The `image` crate this API speaks (`RgbImage`, decoding), re-exported for callers.
+pub use image;
 
 pub use error::MarksError;
 pub use font::{MarkFont, TextLayout, TextSize, MAX_FONT_SIZE};
@@ -121,6 +126,32 @@ pub struct SetOfMarks {
 }
 
 impl SetOfMarks {
+    /// Writes the marked image as PNG atomically: into a temporary file next to `path`, then renamed over
+    /// it, so readers never see a half-written file.
+    pub fn save_png(&self, path: &Path) -> Result<(), MarksError> {
+        let fail = |message: String| MarksError::Write {
+            path: path.display().to_string(),
+            message,
+        };
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| fail("not a file path".to_string()))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let written = self
+            .image
+            .save_with_format(&tmp, image::ImageFormat::Png)
+            .map_err(|e| fail(e.to_string()))
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string())));
+        if written.is_err() {
+            // Best effort: the temporary file may not exist if encoding failed before creating it.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
     /// The marks as prompt text, one line per mark: `Mark 3: button "Sign in"`, or `Mark 4: icon` when the
     /// element has no text, or `Mark 5` when the input had neither type nor text.
     pub fn prompt_list(&self) -> String {
