@@ -1,0 +1,96 @@
+"""OpenCV baseline for the synthetic ToM benchmark (not a test; needs opencv-python-headless).
+
+Runs cv2.calcOpticalFlowPyrLK (window 21, maxLevel 3, one thread) chained frame to frame from the
+frame-0 grid, with the same forward-backward check (1 px) as magma-traces' tracker, on frames
+exported by `magma tom-eval --export DIR`, and prints timing and TAP-Vid metrics as JSON.
+
+    magma tom-eval --export /tmp/tom-scenes
+    python crates/magma-traces/benches/opencv_lk.py /tmp/tom-scenes/*/
+"""
+import glob
+import json
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+WIN = (21, 21)
+MAX_LEVEL = 3
+FB_THRESHOLD = 1.0
+THRESHOLDS = (1, 2, 4, 8, 16)
+
+
+def track(frames, queries, prebuilt):
+    n = len(queries)
+    pts = queries.reshape(-1, 1, 2).astype(np.float32)
+    h, w = frames[0].shape
+    alive = np.ones(n, bool)
+    out_pts = [queries.copy()]
+    out_vis = [np.ones(n, bool)]
+    start = time.perf_counter()
+    pyramids = None
+    if prebuilt:
+        pyramids = [cv2.buildOpticalFlowPyramid(f, WIN, MAX_LEVEL)[1] for f in frames]
+    for t in range(1, len(frames)):
+        a, b = (pyramids[t - 1], pyramids[t]) if prebuilt else (frames[t - 1], frames[t])
+        nxt, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, winSize=WIN, maxLevel=MAX_LEVEL)
+        back, st_b, _ = cv2.calcOpticalFlowPyrLK(b, a, nxt, None, winSize=WIN, maxLevel=MAX_LEVEL)
+        fb = np.linalg.norm((back - pts).reshape(-1, 2), axis=1) <= FB_THRESHOLD
+        q = nxt.reshape(-1, 2)
+        inside = (q[:, 0] >= 0) & (q[:, 1] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] <= h - 1)
+        ok = st.ravel().astype(bool) & alive
+        vis = ok & st_b.ravel().astype(bool) & fb & inside
+        new = np.where(ok[:, None], q, pts.reshape(-1, 2))
+        alive = alive & (inside | ~ok)
+        out_pts.append(new.copy())
+        out_vis.append(vis)
+        pts = new.reshape(-1, 1, 2).astype(np.float32)
+    elapsed = time.perf_counter() - start
+    return np.stack(out_pts), np.stack(out_vis), elapsed
+
+
+def tap_vid(pred, pvis, gt, gvis, w, h):
+    scale = np.array([256.0 / w, 256.0 / h])
+    d2 = (((pred[1:] - gt[1:]) * scale) ** 2).sum(-1)
+    gv, pv = gvis[1:], pvis[1:]
+    within = [((d2 < t * t) & gv).sum() / max(gv.sum(), 1) for t in THRESHOLDS]
+    aj = []
+    for t in THRESHOLDS:
+        close = d2 < t * t
+        tp = (pv & gv & close).sum()
+        fp = (pv & ~(gv & close)).sum()
+        aj.append(tp / max(gv.sum() + fp, 1))
+    return float(np.mean(within)), float((pv == gv).mean()), float(np.mean(aj))
+
+
+def main(dirs):
+    cv2.setNumThreads(1)
+    rows = []
+    for d in dirs:
+        gt = json.load(open(os.path.join(d, "ground_truth.json")))
+        files = sorted(glob.glob(os.path.join(d, "frame_*.png")))
+        frames = [cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2GRAY) for f in files]
+        queries = np.array(gt["queries"], np.float32)
+        gpts, gvis = np.array(gt["points"], np.float32), np.array(gt["visible"], bool)
+        row = {"scene": os.path.basename(os.path.normpath(d)), "points": len(queries), "frames": len(frames)}
+        for prebuilt in (False, True):
+            best = None
+            for _ in range(3):
+                pred, pvis, secs = track(frames, queries, prebuilt)
+                best = secs if best is None else min(best, secs)
+            key = "prebuilt_pyramids" if prebuilt else "plain_calls"
+            pairs = len(frames) - 1
+            row[key] = {
+                "ms_per_frame": 1000 * best / pairs,
+                "us_per_point": 1e6 * best / pairs / len(queries),
+            }
+        d_avg, oa, aj = tap_vid(pred, pvis, gpts, gvis, gt["width"], gt["height"])
+        row.update({"delta_avg": d_avg, "occlusion_accuracy": oa, "average_jaccard": aj})
+        rows.append(row)
+    print(json.dumps({"opencv": cv2.__version__, "scenes": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

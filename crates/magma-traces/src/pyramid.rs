@@ -1,0 +1,276 @@
+//! Grey-level image pyramids with precomputed Scharr gradients, the data the Lucas–Kanade tracker reads.
+//!
+//! Every plane carries a replicated border of [`Plane::pad`] pixels so that a tracking window whose
+//! centre is still inside the image can be sampled without bounds checks per pixel.
+
+use image::RgbImage;
+
+/// A single-channel f32 image with a replicated border.
+#[derive(Debug, Clone)]
+pub struct Plane {
+    width: usize,
+    height: usize,
+    pad: usize,
+    stride: usize,
+    data: Vec<f32>,
+}
+
+impl Plane {
+    /// Builds a padded plane from row-major pixels `values` of size `width`×`height`.
+    fn from_pixels(values: &[f32], width: usize, height: usize, pad: usize) -> Self {
+        let stride = width + 2 * pad;
+        let rows = height + 2 * pad;
+        let mut data = vec![0.0; stride * rows];
+        for py in 0..rows {
+            let sy = py.saturating_sub(pad).min(height - 1);
+            let src = &values[sy * width..(sy + 1) * width];
+            let dst = &mut data[py * stride..(py + 1) * stride];
+            dst[..pad].fill(src[0]);
+            dst[pad..pad + width].copy_from_slice(src);
+            dst[pad + width..].fill(src[width - 1]);
+        }
+        Self {
+            width,
+            height,
+            pad,
+            stride,
+            data,
+        }
+    }
+
+    /// Width of the image without its border.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Height of the image without its border.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Border width in pixels.
+    pub fn pad(&self) -> usize {
+        self.pad
+    }
+
+    /// Pixel (x, y) of the image; coordinates may reach into the border (−pad ≤ x < width + pad).
+    #[inline]
+    pub fn at(&self, x: isize, y: isize) -> f32 {
+        let px = (x + self.pad as isize) as usize;
+        let py = (y + self.pad as isize) as usize;
+        self.data[py * self.stride + px]
+    }
+
+    /// Whether a `(2·half+1)²` window centred at (cx, cy) lies inside the padded plane, so that
+    /// [`Plane::sample_window`] is valid there.
+    #[inline]
+    pub fn window_fits(&self, cx: f32, cy: f32, half: usize) -> bool {
+        let lo = -(self.pad as f32) + half as f32;
+        let hi_x = (self.width + self.pad) as f32 - half as f32 - 2.0;
+        let hi_y = (self.height + self.pad) as f32 - half as f32 - 2.0;
+        cx >= lo && cy >= lo && cx <= hi_x && cy <= hi_y
+    }
+
+    /// Bilinearly samples the `(2·half+1)²` window centred at (cx, cy) into `out` (row-major).
+    /// The caller checks [`Plane::window_fits`] first.
+    pub fn sample_window(&self, cx: f32, cy: f32, half: usize, out: &mut [f32]) {
+        let x0 = cx - half as f32;
+        let y0 = cy - half as f32;
+        let fx = x0.floor();
+        let fy = y0.floor();
+        let ax = x0 - fx;
+        let ay = y0 - fy;
+        let (w00, w01, w10, w11) = (
+            (1.0 - ax) * (1.0 - ay),
+            ax * (1.0 - ay),
+            (1.0 - ax) * ay,
+            ax * ay,
+        );
+        let side = 2 * half + 1;
+        let base_x = (fx as isize + self.pad as isize) as usize;
+        let base_y = (fy as isize + self.pad as isize) as usize;
+        for (r, out_row) in out.chunks_exact_mut(side).take(side).enumerate() {
+            let row0 = (base_y + r) * self.stride + base_x;
+            let top = &self.data[row0..row0 + side + 1];
+            let bottom = &self.data[row0 + self.stride..row0 + self.stride + side + 1];
+            for (c, o) in out_row.iter_mut().enumerate() {
+                *o = w00 * top[c] + w01 * top[c + 1] + w10 * bottom[c] + w11 * bottom[c + 1];
+            }
+        }
+    }
+}
+
+/// One pyramid level: intensities and their Scharr x/y derivatives (per pixel, normalised by 32).
+#[derive(Debug, Clone)]
+pub struct Level {
+    pub image: Plane,
+    pub grad_x: Plane,
+    pub grad_y: Plane,
+}
+
+/// An image pyramid: level 0 is the full-resolution grey image, each next level half the size.
+#[derive(Debug, Clone)]
+pub struct Pyramid {
+    levels: Vec<Level>,
+}
+
+impl Pyramid {
+    /// Builds `max_level + 1` levels from an RGB frame (grey = 0.299 R + 0.587 G + 0.114 B, 0..255),
+    /// with borders of `pad` pixels. Levels stop early when the image gets smaller than 8 pixels.
+    ///
+    /// ```
+    /// use magma_traces::pyramid::Pyramid;
+    /// let frame = image::RgbImage::from_pixel(64, 64, image::Rgb([10, 20, 30]));
+    /// let pyramid = Pyramid::new(&frame, 3, 12);
+    /// assert_eq!(pyramid.levels().len(), 4);
+    /// assert_eq!(pyramid.levels()[3].image.width(), 8);
+    /// ```
+    pub fn new(frame: &RgbImage, max_level: usize, pad: usize) -> Self {
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        let grey: Vec<f32> = frame
+            .pixels()
+            .map(|p| 0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32)
+            .collect();
+        Self::from_grey(grey, w, h, max_level, pad)
+    }
+
+    /// Builds the pyramid from row-major grey values.
+    pub fn from_grey(grey: Vec<f32>, w: usize, h: usize, max_level: usize, pad: usize) -> Self {
+        let mut levels = Vec::with_capacity(max_level + 1);
+        let mut current = grey;
+        let (mut cw, mut ch) = (w.max(1), h.max(1));
+        for level in 0..=max_level {
+            let image = Plane::from_pixels(&current, cw, ch, pad);
+            let (grad_x, grad_y) = scharr(&image);
+            levels.push(Level {
+                image,
+                grad_x,
+                grad_y,
+            });
+            let (nw, nh) = (cw.div_ceil(2), ch.div_ceil(2));
+            if level == max_level || nw < 8 || nh < 8 {
+                break;
+            }
+            current = downsample(&current, cw, ch);
+            cw = nw;
+            ch = nh;
+        }
+        Self { levels }
+    }
+
+    /// The levels, finest first.
+    pub fn levels(&self) -> &[Level] {
+        &self.levels
+    }
+}
+
+/// Scharr derivatives (3, 10, 3)/32 of every pixel of the padded plane (outermost border ring = 0).
+fn scharr(plane: &Plane) -> (Plane, Plane) {
+    let s = plane.stride;
+    let rows = plane.data.len() / s;
+    let mut gx = vec![0.0; plane.data.len()];
+    let mut gy = vec![0.0; plane.data.len()];
+    let d = &plane.data;
+    for y in 1..rows.saturating_sub(1) {
+        for x in 1..s - 1 {
+            let i = y * s + x;
+            let (tl, t, tr) = (d[i - s - 1], d[i - s], d[i - s + 1]);
+            let (l, r) = (d[i - 1], d[i + 1]);
+            let (bl, b, br) = (d[i + s - 1], d[i + s], d[i + s + 1]);
+            gx[i] = (3.0 * (tr - tl) + 10.0 * (r - l) + 3.0 * (br - bl)) / 32.0;
+            gy[i] = (3.0 * (bl - tl) + 10.0 * (b - t) + 3.0 * (br - tr)) / 32.0;
+        }
+    }
+    (plane.with_data(gx), plane.with_data(gy))
+}
+
+impl Plane {
+    /// A plane of the same geometry holding `data`.
+    fn with_data(&self, data: Vec<f32>) -> Plane {
+        Plane {
+            width: self.width,
+            height: self.height,
+            pad: self.pad,
+            stride: self.stride,
+            data,
+        }
+    }
+}
+
+/// Gaussian (1 4 6 4 1)/16 blur and 2× decimation, replicated borders; output is ⌈w/2⌉×⌈h/2⌉.
+fn downsample(src: &[f32], w: usize, h: usize) -> Vec<f32> {
+    const K: [f32; 5] = [1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0];
+    let (nw, nh) = (w.div_ceil(2), h.div_ceil(2));
+    let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
+    // Horizontal pass at even columns only.
+    let mut horizontal = vec![0.0; nw * h];
+    for y in 0..h {
+        let row = &src[y * w..(y + 1) * w];
+        for nx in 0..nw {
+            let cx = (2 * nx) as isize;
+            horizontal[y * nw + nx] = (0..5)
+                .map(|k| K[k] * row[clamp(cx + k as isize - 2, w)])
+                .sum();
+        }
+    }
+    let mut out = vec![0.0; nw * nh];
+    for ny in 0..nh {
+        let cy = (2 * ny) as isize;
+        for k in 0..5 {
+            let row = &horizontal[clamp(cy + k as isize - 2, h) * nw..][..nw];
+            for (o, v) in out[ny * nw..(ny + 1) * nw].iter_mut().zip(row) {
+                *o += K[k] * v;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_window_is_identity_at_pixel_centres() {
+        let values: Vec<f32> = (0..20 * 10).map(|i| (i * 7 % 31) as f32).collect();
+        let plane = Plane::from_pixels(&values, 20, 10, 4);
+        let mut out = vec![0.0; 9];
+        plane.sample_window(5.0, 4.0, 1, &mut out);
+        for r in 0..3 {
+            for c in 0..3 {
+                assert_eq!(out[r * 3 + c], values[(3 + r) * 20 + 4 + c]);
+            }
+        }
+    }
+
+    #[test]
+    fn bilinear_window_interpolates_a_linear_ramp_exactly() {
+        let values: Vec<f32> = (0..16 * 16)
+            .map(|i| 2.0 * (i % 16) as f32 + 3.0 * (i / 16) as f32)
+            .collect();
+        let plane = Plane::from_pixels(&values, 16, 16, 4);
+        let mut out = vec![0.0; 1];
+        plane.sample_window(6.25, 7.5, 0, &mut out);
+        assert!((out[0] - (2.0 * 6.25 + 3.0 * 7.5)).abs() < 1e-4);
+    }
+
+    #[test]
+    fn scharr_of_a_ramp_is_its_slope() {
+        let values: Vec<f32> = (0..12 * 12)
+            .map(|i| 2.0 * (i % 12) as f32 - 1.5 * (i / 12) as f32)
+            .collect();
+        let pyramid = Pyramid::from_grey(values, 12, 12, 0, 2);
+        let level = &pyramid.levels()[0];
+        assert!((level.grad_x.at(5, 5) - 2.0).abs() < 1e-5);
+        assert!((level.grad_y.at(5, 5) + 1.5).abs() < 1e-5);
+        // Replicated border: no slope across it.
+        assert_eq!(level.grad_x.at(-2, 5), 0.0);
+    }
+
+    #[test]
+    fn downsample_halves_size_and_keeps_constants() {
+        let out = downsample(&[5.0; 7 * 5], 7, 5);
+        assert_eq!(out.len(), 4 * 3);
+        assert!(out.iter().all(|v| (v - 5.0).abs() < 1e-5));
+    }
+}
