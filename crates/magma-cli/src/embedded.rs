@@ -89,7 +89,9 @@ fn extract(root: &Path, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let tmp = root.join(format!(
         ".{}.tmp-{}",
-        dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        dir.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -126,7 +128,8 @@ mod tests {
 
     #[test]
     fn extracts_once_into_the_cache() {
-        let cache = std::env::temp_dir().join(format!("magma-embedded-test-{}", std::process::id()));
+        let cache =
+            std::env::temp_dir().join(format!("magma-embedded-test-{}", std::process::id()));
         let root = cache.join("magma-rs");
         let dir = root.join("embedded-tiny-test");
         extract(&root, &dir).unwrap();

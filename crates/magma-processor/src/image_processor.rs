@@ -249,9 +249,9 @@ impl ImageProcessor {
             layout,
             |c, y, row| {
                 let lut = &self.lut[c];
-                let src = &pixels[y * w * 3..(y + 1) * w * 3];
-                for (dst, px) in row.iter_mut().zip(src.chunks_exact(3)) {
-                    *dst = lut[px[c] as usize];
+                let channel_values = pixels[y * w * 3 + c..(y + 1) * w * 3].iter().step_by(3);
+                for (dst, &v) in row.iter_mut().zip(channel_values) {
+                    *dst = lut[v as usize];
                 }
             },
             &mut crops,

@@ -134,8 +134,12 @@ pub(crate) fn resize_into_tiles<F>(
         |src_row, (k, dst_row)| {
             let (channel, slot) = (k / n_rows, k % n_rows);
             fill_row(channel, needed_rows[slot], src_row);
-            for (x, d) in dst_row.iter_mut().enumerate() {
-                let (i0, i1, w0, w1) = horizontal.taps(x);
+            let taps = horizontal
+                .idx0
+                .iter()
+                .zip(&horizontal.idx1)
+                .zip(horizontal.w0.iter().zip(&horizontal.w1));
+            for (d, ((&i0, &i1), (&w0, &w1))) in dst_row.iter_mut().zip(taps) {
                 *d = src_row[i0] * w0 + src_row[i1] * w1;
             }
         },

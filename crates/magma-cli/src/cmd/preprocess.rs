@@ -69,7 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "out": args.out,
             "shape": shape,
         });
-        println!("{}", serde_json::to_string(&summary).context("serialising the summary")?);
+        println!(
+            "{}",
+            serde_json::to_string(&summary).context("serialising the summary")?
+        );
     } else {
         println!(
             "{} ({}x{}) -> grid {rows}x{cols} (rows x cols), resized to {resized_w}x{resized_h}, {tokens} image tokens",

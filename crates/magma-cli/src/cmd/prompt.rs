@@ -69,7 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     println!("model: {}", model.display());
     println!("prompt:\n{}", inputs.prompt);
-    println!("input_ids ({}): {:?}", inputs.input_ids.len(), inputs.input_ids);
+    println!(
+        "input_ids ({}): {:?}",
+        inputs.input_ids.len(),
+        inputs.input_ids
+    );
     for (k, (path, image)) in args.images.iter().zip(&images).enumerate() {
         let (rows, cols) = inputs.image_grids[k];
         println!(
