@@ -19,14 +19,14 @@ fn bench_preprocess(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("preprocess");
     group.sample_size(50);
-    group.bench_function("1280x720 -> 2x2 crops of 512", |b| {
+    group.bench_function("1280x720_to_2x2_crops_of_512", |b| {
         b.iter(|| {
             processor
                 .preprocess(std::hint::black_box(&image))
                 .expect("preprocess")
         })
     });
-    group.bench_function("decode png + preprocess", |b| {
+    group.bench_function("decode_png_and_preprocess", |b| {
         let bytes = std::fs::read(dir.join("bench_image_1280x720.png")).expect("bench image");
         b.iter(|| {
             let img = magma_processor::decode_rgb_image(&bytes, DEFAULT_MAX_PIXELS, "bench")
