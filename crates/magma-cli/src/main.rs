@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Set-of-Mark: draw numbered marks on a screenshot from element boxes (OmniParser, pixels, ratios, yxhw).
+    Som(cmd::som::Args),
     /// Robot action tokens <-> 7-DoF actions; parse UI, Set-of-Mark and Trace-of-Mark answers.
     Action(cmd::action::Args),
     /// Show what the model receives for a prompt: chat template, token ids, crop grids, image tokens.
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Som(a) => cmd::som::run(a),
         Command::Action(a) => cmd::action::run(a),
         Command::Prompt(a) => cmd::prompt::run(a),
         Command::Preprocess(a) => cmd::preprocess::run(a),

@@ -2,3 +2,4 @@
 pub mod action;
 pub mod preprocess;
 pub mod prompt;
+pub mod som;
