@@ -11,7 +11,8 @@ use crate::{read_json, ProcessorError};
 
 /// OpenAI CLIP mean, the reference class default.
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// OpenAI CLIP std, the reference class default.
+/// OpenAI CLIP std, the reference class default (its decimal digits, rounded to f32 like torch).
+#[allow(clippy::excessive_precision)]
 const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// Largest accepted crop side; far above Magma's 512, low enough to keep buffers sane.
 const MAX_BASE_IMG_SIZE: usize = 4096;

@@ -254,7 +254,11 @@ fn placeholder_count_mismatch_states_both_numbers() {
     let processor = Processor::from_dir(&tiny_model()).unwrap();
     let image = image::RgbImage::from_pixel(40, 30, image::Rgb([5, 6, 7]));
     let err = processor
-        .process("<image> and <image>\nCompare.", &[image.clone()], None)
+        .process(
+            "<image> and <image>\nCompare.",
+            std::slice::from_ref(&image),
+            None,
+        )
         .unwrap_err();
     assert!(
         matches!(
