@@ -68,7 +68,9 @@ pub enum QuantError {
         field: String,
     },
     /// A checkpoint tensor has a dtype the converter cannot read.
-    #[error("tensor `{name}` in {path} has dtype {dtype}; only F32, F16 and BF16 can be quantized")]
+    #[error(
+        "tensor `{name}` in {path} has dtype {dtype}; only F32, F16 and BF16 can be quantized"
+    )]
     UnsupportedDtype {
         path: PathBuf,
         name: String,
@@ -140,27 +142,37 @@ impl QuantFormat {
     /// ```
     pub fn block_type_for(self, in_dim: usize) -> (Option<GgmlDType>, Option<String>) {
         let wanted = self.ggml();
-        if in_dim > 0 && in_dim.is_multiple_of(wanted.block_size()) {
-            return (Some(wanted), None);
-        }
-        // llama.cpp's fallbacks for rows that do not fit a 256-wide super-block
-        let fallback = match self {
-            Self::Q4K => GgmlDType::Q5_0,
-            Self::Q5K => GgmlDType::Q5_1,
-            Self::Q6K | Self::Q8_0 => GgmlDType::Q8_0,
+        // llama.cpp's fallbacks for rows that do not fit a 256-wide super-block, then Q8_0
+        let chain: &[GgmlDType] = match self {
+            Self::Q4K => &[GgmlDType::Q4K, GgmlDType::Q5_0, GgmlDType::Q8_0],
+            Self::Q5K => &[GgmlDType::Q5K, GgmlDType::Q5_1, GgmlDType::Q8_0],
+            Self::Q6K => &[GgmlDType::Q6K, GgmlDType::Q8_0],
+            Self::Q8_0 => &[GgmlDType::Q8_0],
         };
-        if fallback != wanted && in_dim > 0 && in_dim.is_multiple_of(fallback.block_size()) {
-            let reason = format!(
-                "input dim {in_dim} is not a multiple of {}, using {fallback:?}",
-                wanted.block_size()
-            );
-            return (Some(fallback), Some(reason));
+        let fits = |block: GgmlDType| in_dim > 0 && in_dim.is_multiple_of(row_multiple(block));
+        match chain.iter().copied().find(|&block| fits(block)) {
+            Some(block) if block == wanted => (Some(block), None),
+            Some(block) => {
+                let reason = format!(
+                    "input dim {in_dim} is not a multiple of {}, using {block:?}",
+                    row_multiple(wanted)
+                );
+                (Some(block), Some(reason))
+            }
+            None => {
+                let reason = format!("input dim {in_dim} is not a multiple of 32, kept dense");
+                (None, Some(reason))
+            }
         }
-        let reason = format!(
-            "input dim {in_dim} is not a multiple of {}, kept dense",
-            fallback.block_size()
-        );
-        (None, Some(reason))
+    }
+}
+
+/// What a row length must be a multiple of for `block`: its block size, or two blocks for the
+/// formats whose candle CPU dot product walks blocks in pairs (Q4_1, Q5_0, Q5_1).
+fn row_multiple(block: GgmlDType) -> usize {
+    match block {
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => 2 * block.block_size(),
+        _ => block.block_size(),
     }
 }
 
@@ -226,7 +238,11 @@ pub fn quantize_linear(name: &str, weight: &Tensor, format: QuantFormat) -> Resu
 /// Loads a model folder and quantizes its linear layers while loading (one tensor at a time, so
 /// no full f32 copy of the model is ever held). A folder that already holds a `model.gguf` is
 /// loaded as it is.
-pub fn load_quantized_model(dir: &Path, format: QuantFormat, device: &Device) -> Result<MagmaModel> {
+pub fn load_quantized_model(
+    dir: &Path,
+    format: QuantFormat,
+    device: &Device,
+) -> Result<MagmaModel> {
     let config = MagmaConfig::from_file(&dir.join("config.json"))?;
     let weights = Weights::from_dir(dir, DType::F32, device)?.with_quantization(Some(format));
     let geometry = TrunkGeometry::infer(&weights)?;
@@ -353,7 +369,9 @@ pub fn quantize_checkpoint(
     }
     writer.finish().map_err(write_err(&partial))?;
     std::fs::rename(&partial, &output).map_err(write_err(&output))?;
-    let output_bytes = std::fs::metadata(&output).map_err(write_err(&output))?.len();
+    let output_bytes = std::fs::metadata(&output)
+        .map_err(write_err(&output))?
+        .len();
     Ok(QuantizeReport {
         output,
         format: format.name().to_string(),
@@ -456,13 +474,21 @@ fn read_safetensors_index(path: &Path) -> Result<Vec<SourceTensor>> {
             field(key)?
                 .as_array()
                 .and_then(|a| a.iter().map(|v| v.as_u64()).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| invalid(format!("tensor `{name}`: `{key}` is not a list of integers")))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "tensor `{name}`: `{key}` is not a list of integers"
+                    ))
+                })
         };
         let shape: Vec<usize> = numbers("shape")?.into_iter().map(|d| d as usize).collect();
         let offsets = numbers("data_offsets")?;
         let (start, end) = match offsets.as_slice() {
             [start, end] if start <= end => (*start, *end),
-            _ => return Err(invalid(format!("tensor `{name}`: bad data_offsets {offsets:?}"))),
+            _ => {
+                return Err(invalid(format!(
+                    "tensor `{name}`: bad data_offsets {offsets:?}"
+                )))
+            }
         };
         let expected = shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
         if end - start != expected {
@@ -493,12 +519,23 @@ fn copy_side_files(src_dir: &Path, out_dir: &Path) -> Result<Vec<String>> {
     let mut copied = Vec::new();
     for entry in std::fs::read_dir(src_dir).map_err(io_err(src_dir))? {
         let path = entry.map_err(io_err(src_dir))?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
-        let weight_file = [".safetensors", ".gguf", ".gguf.partial", ".bin", ".pt", ".pth"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
+        let weight_file = [
+            ".safetensors",
+            ".gguf",
+            ".gguf.partial",
+            ".bin",
+            ".pt",
+            ".pth",
+        ]
+        .iter()
+        .any(|ext| name.ends_with(ext))
             || name == "model.safetensors.index.json";
         if !path.is_file() || weight_file {
             continue;
@@ -523,7 +560,11 @@ struct GgufWriter<W: Write> {
 }
 
 impl<W: Write> GgufWriter<W> {
-    fn start(mut out: W, metadata: &[(&str, String)], tensors: &[PlannedTensor]) -> std::io::Result<Self> {
+    fn start(
+        mut out: W,
+        metadata: &[(&str, String)],
+        tensors: &[PlannedTensor],
+    ) -> std::io::Result<Self> {
         let mut written = 0u64;
         let mut put = |out: &mut W, bytes: &[u8]| -> std::io::Result<()> {
             written += bytes.len() as u64;
@@ -578,7 +619,10 @@ impl<W: Write> GgufWriter<W> {
 
     fn finish(mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
-            return Err(std::io::Error::other(format!("{} tensors were not written", self.pending.len())));
+            return Err(std::io::Error::other(format!(
+                "{} tensors were not written",
+                self.pending.len()
+            )));
         }
         self.out.flush()
     }
@@ -653,7 +697,10 @@ impl GgufTensors {
             let elems = info.shape.elem_count();
             let block = info.ggml_dtype.block_size();
             if !elems.is_multiple_of(block) {
-                return Err(invalid(format!("tensor `{name}`: {elems} values do not fill blocks of {block}")).into());
+                return Err(invalid(format!(
+                    "tensor `{name}`: {elems} values do not fill blocks of {block}"
+                ))
+                .into());
             }
             let needed = content.tensor_data_offset
                 + info.offset
@@ -670,7 +717,12 @@ impl GgufTensors {
         }
         let embedded = match content.metadata.get(CONFIG_KEY) {
             Some(Value::String(text)) => text.clone(),
-            _ => return Err(invalid(format!("no `{CONFIG_KEY}` metadata: not written by `magma quantize`")).into()),
+            _ => {
+                return Err(invalid(format!(
+                    "no `{CONFIG_KEY}` metadata: not written by `magma quantize`"
+                ))
+                .into())
+            }
         };
         let folder_config = dir.join("config.json");
         let ours = MagmaConfig::from_json_str(&embedded, &path)?;
@@ -728,24 +780,42 @@ impl GgufTensors {
                 found,
             });
         }
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tensor = self
-            .content
-            .tensor(&mut *file, name, device)
-            .map_err(|e| QuantError::InvalidFile {
-                path: self.path.clone(),
-                reason: format!("tensor `{name}`: {e}"),
-            })?;
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tensor =
+            self.content
+                .tensor(&mut *file, name, device)
+                .map_err(|e| QuantError::InvalidFile {
+                    path: self.path.clone(),
+                    reason: format!("tensor `{name}`: {e}"),
+                })?;
         Ok(tensor)
     }
 
     /// A tensor as a dense one of `dtype` (dequantized if it is stored quantized).
-    pub fn dense(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        Ok(self.read(name, shape, device)?.dequantize(device)?.to_dtype(dtype)?)
+    pub fn dense(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        Ok(self
+            .read(name, shape, device)?
+            .dequantize(device)?
+            .to_dtype(dtype)?)
     }
 
     /// A linear weight: quantized as stored, or dense in `dtype`.
-    pub fn linear(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<QMatMul> {
+    pub fn linear(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<QMatMul> {
         let tensor = self.read(name, shape, device)?;
         match tensor.dtype() {
             GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
@@ -761,12 +831,28 @@ fn first_difference(a: &MagmaConfig, b: &MagmaConfig) -> Option<String> {
     let (ta, tb) = (&a.text, &b.text);
     let fields: [(&str, usize, usize); 7] = [
         ("hidden_size", ta.hidden_size, tb.hidden_size),
-        ("intermediate_size", ta.intermediate_size, tb.intermediate_size),
-        ("num_hidden_layers", ta.num_hidden_layers, tb.num_hidden_layers),
-        ("num_attention_heads", ta.num_attention_heads, tb.num_attention_heads),
+        (
+            "intermediate_size",
+            ta.intermediate_size,
+            tb.intermediate_size,
+        ),
+        (
+            "num_hidden_layers",
+            ta.num_hidden_layers,
+            tb.num_hidden_layers,
+        ),
+        (
+            "num_attention_heads",
+            ta.num_attention_heads,
+            tb.num_attention_heads,
+        ),
         ("num_key_value_heads", ta.kv_heads(), tb.kv_heads()),
         ("vocab_size", ta.vocab_size, tb.vocab_size),
-        ("vision_config.mm_hidden_size", a.vision.mm_hidden_size, b.vision.mm_hidden_size),
+        (
+            "vision_config.mm_hidden_size",
+            a.vision.mm_hidden_size,
+            b.vision.mm_hidden_size,
+        ),
     ];
     if let Some((field, x, y)) = fields.iter().find(|(_, x, y)| x != y) {
         return Some(format!("`{field}` ({x} in the file, {y} in the folder)"));
@@ -787,8 +873,19 @@ mod tests {
         assert_eq!(block, Some(GgmlDType::Q5_0));
         assert!(reason.unwrap_or_default().contains("384"));
         assert_eq!(QuantFormat::Q6K.block_type_for(96).0, Some(GgmlDType::Q8_0));
-        assert_eq!(QuantFormat::Q5K.block_type_for(160).0, Some(GgmlDType::Q5_1));
-        assert_eq!(QuantFormat::Q8_0.block_type_for(64), (Some(GgmlDType::Q8_0), None));
+        assert_eq!(
+            QuantFormat::Q5K.block_type_for(128).0,
+            Some(GgmlDType::Q5_1)
+        );
+        // candle's Q5_0/Q5_1 dot products need an even number of 32-blocks: 160 = 5 blocks
+        assert_eq!(
+            QuantFormat::Q4K.block_type_for(160).0,
+            Some(GgmlDType::Q8_0)
+        );
+        assert_eq!(
+            QuantFormat::Q8_0.block_type_for(64),
+            (Some(GgmlDType::Q8_0), None)
+        );
         assert_eq!(QuantFormat::Q8_0.block_type_for(40).0, None);
         assert_eq!(QuantFormat::Q4K.block_type_for(0).0, None);
     }
@@ -796,10 +893,16 @@ mod tests {
     #[test]
     fn format_names_round_trip_and_reject_unknown() {
         for name in QuantFormat::NAMES {
-            assert_eq!(name.parse::<QuantFormat>().map(|f| f.name()).ok(), Some(name));
+            assert_eq!(
+                name.parse::<QuantFormat>().map(|f| f.name()).ok(),
+                Some(name)
+            );
         }
         let err = "q3_x".parse::<QuantFormat>().unwrap_err().to_string();
-        assert!(err.contains("q3_x") && err.contains("q4k, q5k, q6k, q8_0"), "{err}");
+        assert!(
+            err.contains("q3_x") && err.contains("q4k, q5k, q6k, q8_0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -808,8 +911,13 @@ mod tests {
         let weight = Tensor::randn(0f32, 0.05, (64, 512), &device)?;
         let x = Tensor::randn(0f32, 1.0, (3, 512), &device)?;
         let dense = x.matmul(&weight.t()?)?;
-        let quantized = candle_core::Module::forward(&quantize_linear("w", &weight, QuantFormat::Q4K)?, &x)?;
-        let err = (&quantized - &dense)?.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()?;
+        let quantized =
+            candle_core::Module::forward(&quantize_linear("w", &weight, QuantFormat::Q4K)?, &x)?;
+        let err = (&quantized - &dense)?
+            .sqr()?
+            .mean_all()?
+            .sqrt()?
+            .to_scalar::<f32>()?;
         let scale = dense.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()?;
         // 4.5-bit blocks: a few percent relative RMS error, far from noise (100 %)
         assert!(err / scale < 0.06, "relative rms error {}", err / scale);
