@@ -18,7 +18,7 @@
 use crate::error::{ModelError, Result};
 use crate::llama::{rotary_tables, Attention, Cache};
 use crate::model::MagmaModel;
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use candle_nn::kv_cache::KvCache;
 
 /// Runs token `tokens[i]` at position `caches[i].len()` for every sequence `i`, appends its keys
@@ -26,7 +26,11 @@ use candle_nn::kv_cache::KvCache;
 ///
 /// The numbers are those of [`MagmaModel::forward`] on each sequence alone (same operations per
 /// row), so greedy decoding picks the same tokens batched or not.
-pub fn decode_step(model: &MagmaModel, tokens: &[u32], caches: &mut [&mut Cache]) -> Result<Tensor> {
+pub fn decode_step(
+    model: &MagmaModel,
+    tokens: &[u32],
+    caches: &mut [&mut Cache],
+) -> Result<Tensor> {
     if tokens.len() != caches.len() {
         return Err(ModelError::InvalidParams(format!(
             "decode_step got {} tokens for {} caches",
@@ -35,20 +39,33 @@ pub fn decode_step(model: &MagmaModel, tokens: &[u32], caches: &mut [&mut Cache]
         )));
     }
     if tokens.is_empty() {
-        return Err(ModelError::InvalidParams("decode_step needs at least one sequence".into()));
+        return Err(ModelError::InvalidParams(
+            "decode_step needs at least one sequence".into(),
+        ));
     }
     let decoder = &model.decoder;
     let config = decoder.config();
     let max = config.max_position_embeddings;
     if let Some(full) = caches.iter().find(|c| c.len() + 1 > max) {
-        return Err(ModelError::PromptTooLong { len: full.len() + 1, max });
+        return Err(ModelError::PromptTooLong {
+            len: full.len() + 1,
+            max,
+        });
     }
-    let n = tokens.len();
     let dtype = model.dtype();
     let device = model.device();
     let rotary = caches
         .iter()
-        .map(|c| rotary_tables(config.rope_theta, config.head_dim(), c.len(), 1, dtype, device))
+        .map(|c| {
+            rotary_tables(
+                config.rope_theta,
+                config.head_dim(),
+                c.len(),
+                1,
+                dtype,
+                device,
+            )
+        })
         .collect::<candle_core::Result<Vec<_>>>()?;
     let mut x = decoder.embed(tokens)?.unsqueeze(1)?; // [n, 1, hidden]
     for (l, layer) in decoder.layers.iter().enumerate() {
@@ -62,7 +79,11 @@ pub fn decode_step(model: &MagmaModel, tokens: &[u32], caches: &mut [&mut Cache]
         cache.len += 1;
     }
     let x = decoder.norm.forward(&x)?;
-    Ok(decoder.lm_head.forward(&x)?.to_dtype(DType::F32)?.squeeze(1)?)
+    Ok(decoder
+        .lm_head
+        .forward(&x)?
+        .to_dtype(DType::F32)?
+        .squeeze(1)?)
 }
 
 /// Batched q/k/v/o projections around per-sequence attention over each sequence's own cache.
@@ -87,9 +108,10 @@ fn attention_step(
     let scale = 1.0 / (hd as f64).sqrt();
     let mut outputs = Vec::with_capacity(caches.len());
     for (i, (cache, (cos, sin))) in caches.iter_mut().zip(rotary).enumerate() {
-        let kv: &mut KvCache = cache.layers.get_mut(layer).ok_or_else(|| {
-            ModelError::InvalidParams(format!("cache {i} has no layer {layer}"))
-        })?;
+        let kv: &mut KvCache = cache
+            .layers
+            .get_mut(layer)
+            .ok_or_else(|| ModelError::InvalidParams(format!("cache {i} has no layer {layer}")))?;
         let qi = candle_nn::rotary_emb::rope(&split(&q, i, heads)?, cos, sin)?;
         let ki = candle_nn::rotary_emb::rope(&split(&k, i, kv_heads)?, cos, sin)?;
         let vi = split(&v, i, kv_heads)?;
@@ -145,25 +167,47 @@ mod tests {
     fn batched_decoding_matches_single_sequence_decoding() {
         let model = tiny();
         // prompts of different lengths, so positions and cache lengths differ per row
-        let prompts: [&[u32]; 3] = [&[1000, 1000, 17, 230], &[1000, 5, 6, 7, 8, 9, 10, 11], &[1000, 900]];
+        let prompts: [&[u32]; 3] = [
+            &[1000, 1000, 17, 230],
+            &[1000, 5, 6, 7, 8, 9, 10, 11],
+            &[1000, 900],
+        ];
         let steps = 12;
-        let alone: Vec<_> = prompts.iter().map(|p| greedy_alone(&model, p, steps)).collect();
+        let alone: Vec<_> = prompts
+            .iter()
+            .map(|p| greedy_alone(&model, p, steps))
+            .collect();
 
         let mut caches: Vec<Cache> = prompts.iter().map(|_| model.new_cache()).collect();
         let mut sampler = Sampler::new(&GenerationParams::default());
         let mut last: Vec<u32> = Vec::new();
         for (p, cache) in prompts.iter().zip(caches.iter_mut()) {
-            let logits = model.forward(&model.embed_tokens(p).unwrap(), cache, true).unwrap();
-            last.push(sampler.sample(&logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(), &[]));
+            let logits = model
+                .forward(&model.embed_tokens(p).unwrap(), cache, true)
+                .unwrap();
+            last.push(sampler.sample(
+                &logits.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                &[],
+            ));
         }
         let mut batched: Vec<Vec<u32>> = last.iter().map(|&t| vec![t]).collect();
         for step in 1..steps {
             let mut refs: Vec<&mut Cache> = caches.iter_mut().collect();
-            let logits = decode_step(&model, &last, &mut refs).unwrap().to_vec2::<f32>().unwrap();
+            let logits = decode_step(&model, &last, &mut refs)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             for (i, row) in logits.iter().enumerate() {
                 let expected = &alone[i].1[step];
-                let worst = row.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                assert!(worst < 1e-4, "sequence {i} step {step}: logits differ by {worst}");
+                let worst = row
+                    .iter()
+                    .zip(expected)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-4,
+                    "sequence {i} step {step}: logits differ by {worst}"
+                );
                 last[i] = sampler.sample(row, &[]);
                 batched[i].push(last[i]);
             }
