@@ -30,6 +30,14 @@ enum Command {
     Prompt(cmd::prompt::Args),
     /// Run the image processor on one image and save the pixel values as .npy.
     Preprocess(cmd::preprocess::Args),
+    /// Quantize a model (q4k, q8_0, ...) into a reusable folder with a GGUF file, tensor by tensor.
+    Quantize(cmd::quantize::Args),
+    /// Fixture-model parity with the Python reference on a device and dtype (CPU or CUDA).
+    Parity(cmd::parity::Args),
+    /// Generate text from a prompt and images with a Magma model (streamed, or --json).
+    Generate(cmd::generate::Args),
+    /// Timing benchmarks (`bench model`: vision, prefill and decode speed on random weights).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +54,9 @@ fn main() -> anyhow::Result<()> {
         Command::Action(a) => cmd::action::run(a),
         Command::Prompt(a) => cmd::prompt::run(a),
         Command::Preprocess(a) => cmd::preprocess::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
+        Command::Parity(a) => cmd::parity::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     }
 }
