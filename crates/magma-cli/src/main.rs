@@ -38,9 +38,27 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Timing benchmarks (`bench model`: vision, prefill and decode speed on random weights).
     Bench(cmd::bench::Args),
+    /// Trace-of-Mark: track a point grid through a video or frame folder, remove camera motion, pick marks, write traces.
+    Tom(cmd::tom::Args),
+    /// Score the Trace-of-Mark pipeline on synthetic scenes with known motion (camera, objects).
+    TomEval(cmd::tom_eval::Args),
+    /// Serve a Magma model over HTTP (OpenAI chat completions, OpenVLA /act, Set-of-Mark).
+    Serve(cmd::serve::Args),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as one line with their causes (`error: … : …`) and exit status 1; a
+/// backtrace is not shown even when `RUST_BACKTRACE` is set, since these are user-facing messages.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -58,5 +76,8 @@ fn main() -> anyhow::Result<()> {
         Command::Parity(a) => cmd::parity::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Tom(a) => cmd::tom::run(a),
+        Command::TomEval(a) => cmd::tom_eval::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     }
 }

@@ -8,3 +8,6 @@ pub mod bench_preset;
 pub mod parity;
 pub mod generate;
 pub mod bench;
+pub mod serve;
+pub mod tom;
+pub mod tom_eval;
