@@ -14,6 +14,8 @@ pub struct Linear {
     weight: QMatMul,
     bias: Option<Tensor>,
     out_dim: usize,
+    /// Expand a quantized weight to f32 for each product instead of using block dot products.
+    expand_quantized: bool,
 }
 
 impl Linear {
@@ -35,7 +37,20 @@ impl Linear {
             weight,
             bias,
             out_dim,
+            expand_quantized: false,
         })
+    }
+
+    /// Runs a quantized weight as a dense f32 product: it is expanded for each call and dropped
+    /// again, so it is stored quantized but computed like an f32 layer.
+    ///
+    /// candle's quantized product quantizes every input row and runs one block dot product per
+    /// (row, output) pair; on the vision tower's narrow layers (in-dims of 96-384 in small
+    /// configs, falling back to Q8_0/Q5_0 blocks) over tens of thousands of rows that is ~9x
+    /// slower than expanding the weight and running one GEMM (`magma bench model --quantize`).
+    pub fn expanding_quantized(mut self) -> Self {
+        self.expand_quantized = true;
+        self
     }
 
     /// A linear layer from a dense `[out, in]` weight (used for reshaped conv kernels).
@@ -45,6 +60,7 @@ impl Linear {
             weight: QMatMul::Tensor(weight),
             bias,
             out_dim,
+            expand_quantized: false,
         })
     }
 
@@ -54,7 +70,13 @@ impl Linear {
         let in_dim = dims.last().copied().unwrap_or(0);
         let rows = x.elem_count() / in_dim.max(1);
         let flat = x.reshape((rows, in_dim))?;
-        let mut y = self.weight.forward(&flat)?;
+        let mut y = match &self.weight {
+            QMatMul::QTensor(q) if self.expand_quantized => {
+                let dense = q.dequantize(flat.device())?.to_dtype(flat.dtype())?;
+                flat.matmul(&dense.t()?)?
+            }
+            weight => weight.forward(&flat)?,
+        };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }

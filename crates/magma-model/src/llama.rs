@@ -2,6 +2,7 @@
 
 use crate::config::TextConfig;
 use crate::error::{ModelError, Result};
+use crate::kernels::attention::causal_softmax;
 use crate::linear::Linear;
 use crate::weights::Weights;
 use candle_core::{DType, Device, Tensor};
@@ -146,15 +147,18 @@ impl Attention {
         let rep = self.heads / self.kv_heads;
         let q = q.reshape((b, self.kv_heads, rep * len, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((b, self.kv_heads, rep, len, total))?
-                .broadcast_add(mask)?
-                .reshape((b, self.kv_heads, rep * len, total))?,
-            None => scores,
+        let scores = q.matmul(&k.t()?)?;
+        let probs = match mask {
+            Some(mask) if !x.device().is_cpu() || x.dtype() != DType::F32 => {
+                let scores = (scores * scale)?
+                    .reshape((b, self.kv_heads, rep, len, total))?
+                    .broadcast_add(mask)?
+                    .reshape((b, self.kv_heads, rep * len, total))?;
+                candle_nn::ops::softmax_last_dim(&scores)?
+            }
+            Some(_) => causal_softmax(&scores, scale, len, total - len)?,
+            None => candle_nn::ops::softmax_last_dim(&(scores * scale)?)?,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs
             .matmul(&v)?
             .reshape((b, self.heads, len, self.head_dim))?

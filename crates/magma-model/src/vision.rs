@@ -170,9 +170,11 @@ impl Block {
             dw_taps,
             dw_bias: weights.get(&format!("{prefix}.conv_dw.bias"), &[dim])?,
             norm: ChannelNorm::load(weights, &format!("{prefix}.norm"), dim)?,
-            fc1: Linear::load(weights, &format!("{prefix}.mlp.fc1"), dim, hidden, false)?,
+            fc1: Linear::load(weights, &format!("{prefix}.mlp.fc1"), dim, hidden, false)?
+                .expanding_quantized(),
             fc1_bias: weights.get(&format!("{prefix}.mlp.fc1.bias"), &[hidden])?,
-            fc2: Linear::load(weights, &format!("{prefix}.mlp.fc2"), hidden, dim, false)?,
+            fc2: Linear::load(weights, &format!("{prefix}.mlp.fc2"), hidden, dim, false)?
+                .expanding_quantized(),
             fc2_bias_and_scale: Tensor::stack(&[fc2_bias, layer_scale], 0)?,
         })
     }

@@ -131,7 +131,8 @@ fn deviation(format: QuantFormat) -> Deviation {
 fn q8_0_keeps_the_first_8_greedy_tokens_of_every_fixture_case() {
     let dev = deviation(QuantFormat::Q8_0);
     assert!(dev.min_prefix >= 8, "{dev:?}");
-    // the fixtures' logits span about ±13; measured: max 0.455, mean 0.030, shortest prefix 11
+    // the fixtures' logits span about ±13; measured (vision layers expanded to f32 per product): max 0.355, mean 0.029,
+    // 89 % of greedy tokens identical, shortest prefix 11
     assert!(dev.max_abs < 0.6, "{dev:?}");
     assert!(dev.sum_abs / (dev.count as f64) < 0.05, "{dev:?}");
     assert!(
@@ -143,8 +144,8 @@ fn q8_0_keeps_the_first_8_greedy_tokens_of_every_fixture_case() {
 #[test]
 fn q4k_stays_within_its_stated_bound() {
     let dev = deviation(QuantFormat::Q4K);
-    // stated bound (Q5_0 fallback on these narrow, random-weight layers; measured: max 1.73,
-    // mean 0.115, 38.5 % of greedy tokens identical, shortest identical prefix 1): logits within
+    // stated bound (Q5_0 fallback on these narrow, random-weight layers; measured: max 1.71,
+    // mean 0.115, 57 % of greedy tokens identical, shortest identical prefix 2): logits within
     // 2.5, mean within 0.2, the first greedy token identical everywhere, ≥ 30 % of all identical
     assert!(dev.max_abs < 2.5, "{dev:?}");
     assert!(dev.sum_abs / (dev.count as f64) < 0.2, "{dev:?}");

@@ -46,7 +46,7 @@ pub fn scaled_residual(y: &Tensor, bias_scale: &Tensor, residual: &Tensor) -> Re
     )
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let data = match storage {
         CpuStorage::F32(d) => d,
         _ => candle_core::bail!("{op}: expected f32"),
@@ -63,7 +63,7 @@ fn chunk_len(channels: usize) -> usize {
 
 /// e^x for f32 without libm calls, so loops over it vectorise (relative error ~1e-7).
 #[inline(always)]
-fn exp_approx(x: f32) -> f32 {
+pub(super) fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
