@@ -46,7 +46,11 @@ pub fn scaled_residual(y: &Tensor, bias_scale: &Tensor, residual: &Tensor) -> Re
     )
 }
 
-pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(super) fn f32_slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a [f32]> {
     let data = match storage {
         CpuStorage::F32(d) => d,
         _ => candle_core::bail!("{op}: expected f32"),
