@@ -53,6 +53,16 @@ impl Plane {
         self.pad
     }
 
+    /// Row length of the padded data.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The padded pixels, row-major, `stride` per row.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
     /// Pixel (x, y) of the image; coordinates may reach into the border (−pad ≤ x < width + pad).
     #[inline]
     pub fn at(&self, x: isize, y: isize) -> f32 {
@@ -61,43 +71,82 @@ impl Plane {
         self.data[py * self.stride + px]
     }
 
-    /// Whether a `(2·half+1)²` window centred at (cx, cy) lies inside the padded plane, so that
-    /// [`Plane::sample_window`] is valid there.
-    #[inline]
-    pub fn window_fits(&self, cx: f32, cy: f32, half: usize) -> bool {
-        let lo = -(self.pad as f32) + half as f32;
-        let hi_x = (self.width + self.pad) as f32 - half as f32 - 2.0;
-        let hi_y = (self.height + self.pad) as f32 - half as f32 - 2.0;
-        cx >= lo && cy >= lo && cx <= hi_x && cy <= hi_y
-    }
-
-    /// Bilinearly samples the `(2·half+1)²` window centred at (cx, cy) into `out` (row-major).
-    /// The caller checks [`Plane::window_fits`] first.
-    pub fn sample_window(&self, cx: f32, cy: f32, half: usize, out: &mut [f32]) {
+    /// Places a window of `2·half+1` rows and `cols` columns (`cols` ≥ 2·half+1; extra columns
+    /// extend it to the right) whose centre column/row is at (cx, cy), for bilinear sampling;
+    /// `None` when the window would read outside the padded plane.
+    #[inline(always)]
+    pub fn locate(&self, cx: f32, cy: f32, half: usize, cols: usize) -> Option<WindowAt> {
         let x0 = cx - half as f32;
         let y0 = cy - half as f32;
-        let fx = x0.floor();
-        let fy = y0.floor();
-        let ax = x0 - fx;
-        let ay = y0 - fy;
-        let (w00, w01, w10, w11) = (
-            (1.0 - ax) * (1.0 - ay),
-            ax * (1.0 - ay),
-            (1.0 - ax) * ay,
-            ax * ay,
-        );
-        let side = 2 * half + 1;
-        let base_x = (fx as isize + self.pad as isize) as usize;
-        let base_y = (fy as isize + self.pad as isize) as usize;
-        for (r, out_row) in out.chunks_exact_mut(side).take(side).enumerate() {
-            let row0 = (base_y + r) * self.stride + base_x;
-            let top = &self.data[row0..row0 + side + 1];
-            let bottom = &self.data[row0 + self.stride..row0 + self.stride + side + 1];
-            for (c, o) in out_row.iter_mut().enumerate() {
-                *o = w00 * top[c] + w01 * top[c + 1] + w10 * bottom[c] + w11 * bottom[c + 1];
+        let (fx, fy) = (x0.floor(), y0.floor());
+        let (px, py) = (fx + self.pad as f32, fy + self.pad as f32);
+        let rows = (self.data.len() / self.stride) as f32;
+        // Bilinear sampling reads one column and one row past the window.
+        let fits = px >= 0.0
+            && py >= 0.0
+            && px + (cols + 1) as f32 <= self.stride as f32
+            && py + (2 * half + 2) as f32 <= rows;
+        if !fits {
+            return None;
+        }
+        let (ax, ay) = (x0 - fx, y0 - fy);
+        Some(WindowAt {
+            offset: py as usize * self.stride + px as usize,
+            weights: [
+                (1.0 - ax) * (1.0 - ay),
+                ax * (1.0 - ay),
+                (1.0 - ax) * ay,
+                ax * ay,
+            ],
+        })
+    }
+
+    /// Bilinearly samples `rows` rows of `cols` pixels of the window `at` (from
+    /// [`Plane::locate`] on a plane of the same geometry) into `out`, row-major.
+    #[inline(always)]
+    pub fn sample(&self, at: WindowAt, rows: usize, cols: usize, out: &mut [f32]) {
+        let [w00, w01, w10, w11] = at.weights;
+        for (r, out_row) in out.chunks_exact_mut(cols).take(rows).enumerate() {
+            let start = at.offset + r * self.stride;
+            let top = &self.data[start..start + cols + 1];
+            let bottom = &self.data[start + self.stride..start + self.stride + cols + 1];
+            let pixels = top[..cols]
+                .iter()
+                .zip(&top[1..])
+                .zip(bottom[..cols].iter().zip(&bottom[1..]));
+            for (o, ((&a, &b), (&c, &d))) in out_row.iter_mut().zip(pixels) {
+                *o = w00 * a + w01 * b + w10 * c + w11 * d;
             }
         }
     }
+
+    /// Whether a `(2·half+1)²` window centred at (cx, cy) can be sampled by
+    /// [`Plane::sample_window`].
+    pub fn window_fits(&self, cx: f32, cy: f32, half: usize) -> bool {
+        self.locate(cx, cy, half, 2 * half + 1).is_some()
+    }
+
+    /// Bilinearly samples the `(2·half+1)²` window centred at (cx, cy) into `out` (row-major);
+    /// leaves `out` untouched and returns false where the window does not fit.
+    pub fn sample_window(&self, cx: f32, cy: f32, half: usize, out: &mut [f32]) -> bool {
+        let side = 2 * half + 1;
+        match self.locate(cx, cy, half, side) {
+            Some(at) => {
+                self.sample(at, side, side, out);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A window placed on a [`Plane`]: where its top-left source pixel is in the padded data and the
+/// bilinear weights of its four neighbours (top-left, top-right, bottom-left, bottom-right),
+/// shared by every pixel of the window and by every plane of the same geometry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowAt {
+    pub offset: usize,
+    pub weights: [f32; 4],
 }
 
 /// One pyramid level: intensities and their Scharr x/y derivatives (per pixel, normalised by 32).
@@ -172,13 +221,20 @@ fn scharr(plane: &Plane) -> (Plane, Plane) {
     let mut gy = vec![0.0; plane.data.len()];
     let d = &plane.data;
     for y in 1..rows.saturating_sub(1) {
-        for x in 1..s - 1 {
-            let i = y * s + x;
-            let (tl, t, tr) = (d[i - s - 1], d[i - s], d[i - s + 1]);
-            let (l, r) = (d[i - 1], d[i + 1]);
-            let (bl, b, br) = (d[i + s - 1], d[i + s], d[i + s + 1]);
-            gx[i] = (3.0 * (tr - tl) + 10.0 * (r - l) + 3.0 * (br - bl)) / 32.0;
-            gy[i] = (3.0 * (bl - tl) + 10.0 * (b - t) + 3.0 * (br - tr)) / 32.0;
+        let (up, mid, down) = (
+            &d[(y - 1) * s..y * s],
+            &d[y * s..(y + 1) * s],
+            &d[(y + 1) * s..(y + 2) * s],
+        );
+        let inner = y * s + 1..(y + 1) * s - 1;
+        let (gx_row, gy_row) = (&mut gx[inner.clone()], &mut gy[inner]);
+        // Column x of the outputs is column x + 1 of the plane.
+        for x in 0..s - 2 {
+            let (tl, t, tr) = (up[x], up[x + 1], up[x + 2]);
+            let (l, r) = (mid[x], mid[x + 2]);
+            let (bl, b, br) = (down[x], down[x + 1], down[x + 2]);
+            gx_row[x] = (3.0 * (tr - tl) + 10.0 * (r - l) + 3.0 * (br - bl)) * (1.0 / 32.0);
+            gy_row[x] = (3.0 * (bl - tl) + 10.0 * (b - t) + 3.0 * (br - tr)) * (1.0 / 32.0);
         }
     }
     (plane.with_data(gx), plane.with_data(gy))
@@ -202,25 +258,26 @@ fn downsample(src: &[f32], w: usize, h: usize) -> Vec<f32> {
     const K: [f32; 5] = [1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0];
     let (nw, nh) = (w.div_ceil(2), h.div_ceil(2));
     let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
-    // Horizontal pass at even columns only.
-    let mut horizontal = vec![0.0; nw * h];
-    for y in 0..h {
-        let row = &src[y * w..(y + 1) * w];
-        for nx in 0..nw {
-            let cx = (2 * nx) as isize;
-            horizontal[y * nw + nx] = (0..5)
-                .map(|k| K[k] * row[clamp(cx + k as isize - 2, w)])
-                .sum();
-        }
-    }
+    // Vertical pass into a row with two replicated pixels each side, then the horizontal pass
+    // at even columns.
+    let mut column_sums = vec![0.0f32; w + 4];
     let mut out = vec![0.0; nw * nh];
-    for ny in 0..nh {
+    for (ny, out_row) in out.chunks_exact_mut(nw).enumerate() {
         let cy = (2 * ny) as isize;
-        for k in 0..5 {
-            let row = &horizontal[clamp(cy + k as isize - 2, h) * nw..][..nw];
-            for (o, v) in out[ny * nw..(ny + 1) * nw].iter_mut().zip(row) {
-                *o += K[k] * v;
+        let inner = &mut column_sums[2..w + 2];
+        inner.fill(0.0);
+        for (k, weight) in K.iter().enumerate() {
+            let row = &src[clamp(cy + k as isize - 2, h) * w..][..w];
+            for (o, v) in inner.iter_mut().zip(row) {
+                *o += weight * v;
             }
+        }
+        let (first, last) = (column_sums[2], column_sums[w + 1]);
+        column_sums[..2].fill(first);
+        column_sums[w + 2..].fill(last);
+        for (nx, o) in out_row.iter_mut().enumerate() {
+            let taps = &column_sums[2 * nx..2 * nx + 5];
+            *o = K[0] * taps[0] + K[1] * taps[1] + K[2] * taps[2] + K[3] * taps[3] + K[4] * taps[4];
         }
     }
     out
@@ -235,7 +292,7 @@ mod tests {
         let values: Vec<f32> = (0..20 * 10).map(|i| (i * 7 % 31) as f32).collect();
         let plane = Plane::from_pixels(&values, 20, 10, 4);
         let mut out = vec![0.0; 9];
-        plane.sample_window(5.0, 4.0, 1, &mut out);
+        assert!(plane.sample_window(5.0, 4.0, 1, &mut out));
         for r in 0..3 {
             for c in 0..3 {
                 assert_eq!(out[r * 3 + c], values[(3 + r) * 20 + 4 + c]);
@@ -250,7 +307,9 @@ mod tests {
             .collect();
         let plane = Plane::from_pixels(&values, 16, 16, 4);
         let mut out = vec![0.0; 1];
-        plane.sample_window(6.25, 7.5, 0, &mut out);
+        assert!(plane.sample_window(6.25, 7.5, 0, &mut out));
+        // A window reaching past the border does not fit.
+        assert!(!plane.sample_window(-4.5, 7.5, 0, &mut out));
         assert!((out[0] - (2.0 * 6.25 + 3.0 * 7.5)).abs() < 1e-4);
     }
 

@@ -45,8 +45,11 @@ fn moving_objects_are_found() {
     ] {
         let r = report(kind);
         assert!(r.moving_truth >= 5, "{kind:?}: {r:?}");
-        assert!(r.moving_recall.unwrap_or(0.0) >= 0.8, "{kind:?}: {r:?}");
-        assert!(r.moving_precision.unwrap_or(0.0) >= 0.3, "{kind:?}: {r:?}");
+        // Measured (256×192, 12 frames, 12×12 grid): precision 0.78 / 0.80 / 0.82 and recall
+        // 0.78 / 0.89 / 1.00 (objects / pan-objects / combined); plain chained Lucas–Kanade
+        // without the appearance check scored precision 0.39 / 0.39 / 0.38 at recall 1.00.
+        assert!(r.moving_recall.unwrap_or(0.0) >= 0.7, "{kind:?}: {r:?}");
+        assert!(r.moving_precision.unwrap_or(0.0) >= 0.7, "{kind:?}: {r:?}");
         assert!(r.tap_vid.position_accuracy > 0.75, "{kind:?}: {r:?}");
     }
 }
@@ -57,4 +60,44 @@ fn a_static_scene_has_no_camera_motion_and_nothing_moving() {
     assert!(!r.camera_motion_removed);
     assert_eq!(r.moving_predicted, 0);
     assert!(r.tap_vid.position_accuracy > 0.99, "{r:?}");
+}
+
+#[test]
+fn the_reference_rule_on_exact_tracks_finds_exactly_the_moving_objects() {
+    // The moving-point ground truth (on a moving object) is what the reference's split would
+    // say with a perfect tracker, so precision and recall measure the tracker, not the rule.
+    use magma_traces::camera::{stabilize, trace_lengths};
+    use magma_traces::homography::RansacConfig;
+    use magma_traces::select::{visible_majority, DataKind};
+    use magma_traces::synthetic::Scene;
+    use magma_traces::tracker::grid_points;
+
+    let params = DataKind::Video.params();
+    for kind in [
+        SceneKind::Objects,
+        SceneKind::PanObjects,
+        SceneKind::Combined,
+    ] {
+        let scene = Scene::generate(kind, 256, 192, 12, 0);
+        let truth = scene.ground_truth(&grid_points(12, 256, 192));
+        let valid = visible_majority(&truth.tracks);
+        let stabilized = stabilize(
+            &truth.tracks.subset(&valid),
+            params.camera_rule,
+            params.camera_threshold,
+            &RansacConfig::default(),
+        );
+        let lengths = trace_lengths(&stabilized.tracks);
+        let mut movers = 0;
+        for (k, &n) in valid.iter().enumerate() {
+            let moving = lengths[k] > params.foreground_threshold;
+            assert_eq!(
+                moving, truth.moving[n],
+                "{kind:?} point {n}: {}",
+                lengths[k]
+            );
+            movers += usize::from(moving);
+        }
+        assert!(movers >= 5, "{kind:?}: {movers}");
+    }
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use magma_traces::frames::{load_clip, FrameWindow, Resize};
 use magma_traces::lk::LucasKanade;
-use magma_traces::pipeline::{run, TomConfig};
-use magma_traces::select::DataKind;
+use magma_traces::pipeline::{run, RecordKind, TomConfig};
+use magma_traces::select::{DataKind, Fallback};
 use magma_traces::TracesError;
 
 fn clip() -> PathBuf {
@@ -64,6 +64,53 @@ fn a_window_past_the_end_names_the_frame_count() {
 }
 
 #[test]
+fn zero_frame_windows_and_zero_strides_are_rejected_before_decoding() {
+    let zero_frames = FrameWindow {
+        start: 0,
+        frames: Some(0),
+        stride: 1,
+    };
+    let err = load_clip(&clip(), &zero_frames, Resize::Original, &mut |_, _| {}).unwrap_err();
+    assert!(
+        matches!(err, TracesError::InvalidParameter { name: "frames", .. }),
+        "{err}"
+    );
+    let zero_stride = FrameWindow {
+        stride: 0,
+        ..Default::default()
+    };
+    let err = load_clip(&clip(), &zero_stride, Resize::Original, &mut |_, _| {}).unwrap_err();
+    assert!(
+        matches!(err, TracesError::InvalidParameter { name: "stride", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_static_clip_falls_back_to_set_of_mark() {
+    // The clip's first frame held for 8 frames: a camera and scene that do not move.
+    let window = FrameWindow {
+        start: 0,
+        frames: Some(1),
+        stride: 1,
+    };
+    let first = load_clip(&clip(), &window, Resize::Original, &mut |_, _| {}).unwrap();
+    let frames = vec![first.frames[0].clone(); 8];
+    let config = TomConfig {
+        kind: DataKind::Robot,
+        task: "pick up the chip bag".into(),
+        ..Default::default()
+    };
+    let result = run(&frames, &LucasKanade::default(), &config, &|_| {}).unwrap();
+    assert_eq!(result.kind, RecordKind::Som);
+    assert_eq!(result.fallback, Some(Fallback::NothingMoves));
+    assert!(!result.selection.stabilized.applied);
+    assert!(result
+        .question
+        .ends_with("Please locate all the numerical marks in the image.\n"));
+}
+
+#[test]
 fn truncated_and_unreadable_videos_are_errors() {
     let dir = std::env::temp_dir().join(format!("magma-traces-video-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -75,7 +122,8 @@ fn truncated_and_unreadable_videos_are_errors() {
         frames: Some(19),
         stride: 1,
     };
-    assert!(load_clip(&truncated, &window, Resize::Original, &mut |_, _| {}).is_err());
+    let err = load_clip(&truncated, &window, Resize::Original, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("truncated.mp4"), "{err}");
     let garbage = dir.join("garbage.mp4");
     std::fs::write(&garbage, b"this is not a video at all").unwrap();
     let err = load_clip(
