@@ -63,6 +63,25 @@ pub enum ModelError {
         "model `{spec}` not found: not a folder, and not in the Hugging Face cache at {searched}"
     )]
     ModelNotFound { spec: String, searched: PathBuf },
+    /// Offline (`HF_HUB_OFFLINE=1` or `--offline`) and the cache lacks files of the model.
+    #[error(
+        "model `{spec}` is not complete in the Hugging Face cache at {cache} and offline mode \
+         (HF_HUB_OFFLINE=1 or --offline) forbids downloading; missing: {}",
+        missing.join(", ")
+    )]
+    HubOffline {
+        spec: String,
+        cache: PathBuf,
+        missing: Vec<String>,
+    },
+    /// A file of a hub model could not be downloaded.
+    #[error("cannot download `{file}` of model `{spec}` from {endpoint}: {reason}")]
+    HubDownload {
+        spec: String,
+        endpoint: String,
+        file: String,
+        reason: String,
+    },
     /// Generation parameters are out of range.
     #[error("invalid generation parameter: {0}")]
     InvalidParams(String),
