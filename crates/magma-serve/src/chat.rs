@@ -4,6 +4,7 @@
 //! (`messages[1].content[0].image_url.url`) and what was expected.
 
 use crate::numpy::kind_of;
+use crate::remote::{self, RemoteImageLimits};
 use crate::ApiError;
 use base64::Engine as _;
 use image::RgbImage;
@@ -17,6 +18,8 @@ pub struct ParseLimits {
     pub max_images: usize,
     /// Most pixels in one image (checked from the header, before decoding).
     pub max_image_pixels: u64,
+    /// Limits of `http(s)://` image URLs; `None` refuses them.
+    pub remote_images: Option<RemoteImageLimits>,
 }
 
 /// A validated chat request.
@@ -50,7 +53,7 @@ impl ChatRequest {
     /// ```
     /// use magma_serve::chat::{ChatRequest, ParseLimits};
     /// let body = serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
-    /// let limits = ParseLimits { max_images: 4, max_image_pixels: 1 << 24 };
+    /// let limits = ParseLimits { max_images: 4, max_image_pixels: 1 << 24, remote_images: None };
     /// let req = ChatRequest::parse(&body, limits)?;
     /// assert_eq!(req.messages[0].content, "hi");
     /// assert_eq!(req.max_tokens, Some(5));
@@ -301,9 +304,19 @@ fn parse_part(
                     format!("too many images: at most {} per request", limits.max_images),
                 ));
             }
-            let bytes = decode_data_url(url, &url_path)?;
-            let image = decode_rgb_image(&bytes, limits.max_image_pixels, &url_path)
-                .map_err(|e| ApiError::bad_request(url_path.clone(), e.to_string()))?;
+            let image = match limits.remote_images {
+                Some(remote_limits) if remote::is_remote(url) => {
+                    let bytes = remote::fetch(url, &url_path, remote_limits)?;
+                    // the error names the URL: "cannot decode image http://…: …"
+                    decode_rgb_image(&bytes, limits.max_image_pixels, url)
+                        .map_err(|e| ApiError::bad_request(url_path.clone(), e.to_string()))?
+                }
+                _ => {
+                    let bytes = decode_data_url(url, &url_path)?;
+                    decode_rgb_image(&bytes, limits.max_image_pixels, &url_path)
+                        .map_err(|e| ApiError::bad_request(url_path.clone(), e.to_string()))?
+                }
+            };
             images.push(image);
             Ok(magma_processor::IMAGE_TOKEN.to_string())
         }
@@ -314,19 +327,25 @@ fn parse_part(
     }
 }
 
-/// The bytes of a `data:<mime>;base64,<payload>` URL. Remote URLs are refused.
+/// The bytes of a `data:<mime>;base64,<payload>` URL. Remote URLs are refused with an error
+/// naming the flag that allows them ([`remote::ALLOW_FLAG`]).
 ///
 /// ```
 /// let bytes = magma_serve::chat::decode_data_url("data:image/png;base64,iVBORw==", "url")?;
 /// assert_eq!(bytes, [0x89, b'P', b'N', b'G']);
-/// assert!(magma_serve::chat::decode_data_url("https://x/y.png", "url").is_err());
+/// let err = magma_serve::chat::decode_data_url("https://x/y.png", "url").unwrap_err();
+/// assert!(err.to_string().contains("--allow-remote-images"), "{err}");
 /// # Ok::<(), magma_serve::ApiError>(())
 /// ```
 pub fn decode_data_url(url: &str, path: &str) -> Result<Vec<u8>, ApiError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
+    if remote::is_remote(url) {
         return Err(ApiError::bad_request(
             path,
-            "remote image URLs are disabled on this server; send the image inline as a data:image/...;base64, URL",
+            format!(
+                "remote image URLs are disabled on this server (its operator can allow them with \
+                 `magma serve {}`); send the image inline as a data:image/...;base64, URL",
+                remote::ALLOW_FLAG
+            ),
         ));
     }
     let rest = url.strip_prefix("data:").ok_or_else(|| {

@@ -1,8 +1,9 @@
 //! `magma serve`: an OpenAI-compatible multimodal HTTP server for Magma, plus OpenVLA's robot
 //! `/act` endpoint and a Set-of-Mark endpoint.
 //!
-//! * `POST /v1/chat/completions` — OpenAI chat completions with `image_url` data-URL parts,
-//!   streaming (server-sent events) or not.
+//! * `POST /v1/chat/completions` — OpenAI chat completions with `image_url` data-URL parts (and
+//!   `http(s)://` URLs when [`Limits::remote_images`] allows them), streaming (server-sent events)
+//!   or not.
 //! * `POST /act` — OpenVLA's deploy-server body (json-numpy image, `instruction`, `unnorm_key`)
 //!   answered with the un-normalised 7-DoF action as a json-numpy float64 array.
 //! * `POST /v1/som` — a screenshot and boxes in, the marked screenshot (PNG) and marks out.
@@ -27,12 +28,14 @@ pub mod engine;
 mod error;
 pub mod metrics;
 pub mod numpy;
+pub mod remote;
 mod routes;
 mod som;
 
 pub use engine::EngineOptions;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use remote::RemoteImageLimits;
 
 use candle_core::{DType, Device};
 use engine::Engine;
@@ -59,6 +62,8 @@ pub struct Limits {
     pub act_max_tokens: usize,
     /// Per-request time limit, queueing included.
     pub request_timeout: Duration,
+    /// `http(s)://` image URLs are fetched within these limits; `None` (the default) refuses them.
+    pub remote_images: Option<RemoteImageLimits>,
 }
 
 impl Default for Limits {
@@ -70,6 +75,7 @@ impl Default for Limits {
             default_max_tokens: 512,
             act_max_tokens: 1000,
             request_timeout: Duration::from_secs(300),
+            remote_images: None,
         }
     }
 }

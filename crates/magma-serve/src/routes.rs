@@ -244,6 +244,7 @@ async fn chat_completions(
     let limits = ParseLimits {
         max_images: state.config.limits.max_images,
         max_image_pixels: state.config.limits.max_image_pixels,
+        remote_images: state.config.limits.remote_images,
     };
     let worker_state = state.clone();
     let Prepared { request, inputs } = blocking(move || {

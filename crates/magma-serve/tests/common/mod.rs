@@ -268,3 +268,45 @@ pub fn numpy_image(image: &image::RgbImage, dtype: &str) -> Value {
         "shape": [image.height(), image.width(), 3],
     })
 }
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}
+
+/// A valid 1-bit grayscale PNG of `side`×`side` black pixels: tens of KB that inflate to
+/// `side`² pixels (a decompression bomb for an RGB decoder).
+pub fn bomb_png(side: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[1, 0, 0, 0, 0]); // bit depth 1, grayscale, deflate, filter 0, no interlace
+    png_chunk(&mut png, b"IHDR", &ihdr);
+    let row = vec![0u8; 1 + side.div_ceil(8) as usize];
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..side {
+        z.write_all(&row).unwrap();
+    }
+    png_chunk(&mut png, b"IDAT", &z.finish().unwrap());
+    png_chunk(&mut png, b"IEND", &[]);
+    png
+}
