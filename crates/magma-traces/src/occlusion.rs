@@ -210,11 +210,11 @@ mod tests {
         let first = plane(64, 64, texture);
         let shifted = plane(64, 64, |x, y| texture(x - 3.0, y + 2.0));
         let other = plane(64, 64, |x, y| 100.0 + 40.0 * (0.23 * x + 0.5 * y).sin());
-        let check = Appearance::new(&first.levels()[0].image, &[[30.0, 30.0]], 11, 0.7);
-        assert!(check.matches(&shifted.levels()[0].image, 0, [33.0, 28.0]));
-        assert!(!check.matches(&other.levels()[0].image, 0, [33.0, 28.0]));
-        let off = Appearance::new(&first.levels()[0].image, &[[30.0, 30.0]], 0, 0.7);
-        assert!(off.matches(&other.levels()[0].image, 0, [33.0, 28.0]));
+        let check = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 11, 0.7);
+        assert!(check.matches(&shifted.levels()[0], 0, [33.0, 28.0]));
+        assert!(!check.matches(&other.levels()[0], 0, [33.0, 28.0]));
+        let off = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 0, 0.7);
+        assert!(off.matches(&other.levels()[0], 0, [33.0, 28.0]));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Grey-level image pyramids with precomputed Scharr gradients, the data the Lucas–Kanade tracker reads.
+//! Grey-level image pyramids, the data the Lucas–Kanade tracker reads.
 //!
 //! Every plane carries a replicated border of [`Plane::pad`] pixels so that a tracking window whose
 //! centre is still inside the image can be sampled without bounds checks per pixel.
@@ -149,18 +149,10 @@ pub struct WindowAt {
     pub weights: [f32; 4],
 }
 
-/// One pyramid level: intensities and their Scharr x/y derivatives (per pixel, normalised by 32).
-#[derive(Debug, Clone)]
-pub struct Level {
-    pub image: Plane,
-    pub grad_x: Plane,
-    pub grad_y: Plane,
-}
-
 /// An image pyramid: level 0 is the full-resolution grey image, each next level half the size.
 #[derive(Debug, Clone)]
 pub struct Pyramid {
-    levels: Vec<Level>,
+    levels: Vec<Plane>,
 }
 
 impl Pyramid {
@@ -172,7 +164,7 @@ impl Pyramid {
     /// let frame = image::RgbImage::from_pixel(64, 64, image::Rgb([10, 20, 30]));
     /// let pyramid = Pyramid::new(&frame, 3, 12);
     /// assert_eq!(pyramid.levels().len(), 4);
-    /// assert_eq!(pyramid.levels()[3].image.width(), 8);
+    /// assert_eq!(pyramid.levels()[3].width(), 8);
     /// ```
     pub fn new(frame: &RgbImage, max_level: usize, pad: usize) -> Self {
         let (w, h) = (frame.width() as usize, frame.height() as usize);
@@ -189,13 +181,7 @@ impl Pyramid {
         let mut current = grey;
         let (mut cw, mut ch) = (w.max(1), h.max(1));
         for level in 0..=max_level {
-            let image = Plane::from_pixels(&current, cw, ch, pad);
-            let (grad_x, grad_y) = scharr(&image);
-            levels.push(Level {
-                image,
-                grad_x,
-                grad_y,
-            });
+            levels.push(Plane::from_pixels(&current, cw, ch, pad));
             let (nw, nh) = (cw.div_ceil(2), ch.div_ceil(2));
             if level == max_level || nw < 8 || nh < 8 {
                 break;
@@ -208,48 +194,8 @@ impl Pyramid {
     }
 
     /// The levels, finest first.
-    pub fn levels(&self) -> &[Level] {
+    pub fn levels(&self) -> &[Plane] {
         &self.levels
-    }
-}
-
-/// Scharr derivatives (3, 10, 3)/32 of every pixel of the padded plane (outermost border ring = 0).
-fn scharr(plane: &Plane) -> (Plane, Plane) {
-    let s = plane.stride;
-    let rows = plane.data.len() / s;
-    let mut gx = vec![0.0; plane.data.len()];
-    let mut gy = vec![0.0; plane.data.len()];
-    let d = &plane.data;
-    for y in 1..rows.saturating_sub(1) {
-        let (up, mid, down) = (
-            &d[(y - 1) * s..y * s],
-            &d[y * s..(y + 1) * s],
-            &d[(y + 1) * s..(y + 2) * s],
-        );
-        let inner = y * s + 1..(y + 1) * s - 1;
-        let (gx_row, gy_row) = (&mut gx[inner.clone()], &mut gy[inner]);
-        // Column x of the outputs is column x + 1 of the plane.
-        for x in 0..s - 2 {
-            let (tl, t, tr) = (up[x], up[x + 1], up[x + 2]);
-            let (l, r) = (mid[x], mid[x + 2]);
-            let (bl, b, br) = (down[x], down[x + 1], down[x + 2]);
-            gx_row[x] = (3.0 * (tr - tl) + 10.0 * (r - l) + 3.0 * (br - bl)) * (1.0 / 32.0);
-            gy_row[x] = (3.0 * (bl - tl) + 10.0 * (b - t) + 3.0 * (br - tr)) * (1.0 / 32.0);
-        }
-    }
-    (plane.with_data(gx), plane.with_data(gy))
-}
-
-impl Plane {
-    /// A plane of the same geometry holding `data`.
-    fn with_data(&self, data: Vec<f32>) -> Plane {
-        Plane {
-            width: self.width,
-            height: self.height,
-            pad: self.pad,
-            stride: self.stride,
-            data,
-        }
     }
 }
 
@@ -311,19 +257,6 @@ mod tests {
         // A window reaching past the border does not fit.
         assert!(!plane.sample_window(-4.5, 7.5, 0, &mut out));
         assert!((out[0] - (2.0 * 6.25 + 3.0 * 7.5)).abs() < 1e-4);
-    }
-
-    #[test]
-    fn scharr_of_a_ramp_is_its_slope() {
-        let values: Vec<f32> = (0..12 * 12)
-            .map(|i| 2.0 * (i % 12) as f32 - 1.5 * (i / 12) as f32)
-            .collect();
-        let pyramid = Pyramid::from_grey(values, 12, 12, 0, 2);
-        let level = &pyramid.levels()[0];
-        assert!((level.grad_x.at(5, 5) - 2.0).abs() < 1e-5);
-        assert!((level.grad_y.at(5, 5) + 1.5).abs() < 1e-5);
-        // Replicated border: no slope across it.
-        assert_eq!(level.grad_x.at(-2, 5), 0.0);
     }
 
     #[test]
