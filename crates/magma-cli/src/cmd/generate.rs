@@ -12,11 +12,15 @@ use std::time::Duration;
 /// Generate text from a prompt and images.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, or a hub id such as `microsoft/Magma-8B[@revision]` found in the local
-    /// Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub).
+    /// Model folder, or a hub id such as `microsoft/Magma-8B[@revision]` looked up in the local
+    /// Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub) and downloaded
+    /// into it when missing (from $HF_ENDPOINT, default huggingface.co; $HF_TOKEN for gated models).
     /// Default: the tiny random-weight model embedded in this binary (for trying the pipeline).
     #[arg(long)]
     pub model: Option<String>,
+    /// Never download: use only the local Hugging Face cache (same as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// User message; `<image>` marks where each image goes (default: all images first).
     #[arg(long)]
     pub prompt: String,
@@ -89,27 +93,38 @@ impl DtypeArg {
 /// A spinner on stderr for slow phases.
 pub fn spinner(message: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(message.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
 
-/// The folder of `--model`, or the embedded tiny model.
-pub fn resolve_model_dir(model: Option<&str>) -> anyhow::Result<PathBuf> {
+/// The folder of `--model` (a hub id is downloaded unless `offline`), or the embedded tiny model.
+pub fn resolve_model_dir(model: Option<&str>, offline: bool) -> anyhow::Result<PathBuf> {
     match model {
-        Some(spec) => Ok(magma_model::hub::resolve_model(spec)?),
+        Some(spec) => {
+            let mut options = magma_model::hub::HubOptions::from_env();
+            options.offline |= offline;
+            Ok(magma_model::hub::resolve_model_with(spec, &options)?)
+        }
         None => crate::embedded::embedded_model_dir().context("unpacking the embedded tiny model"),
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = resolve_model_dir(args.model.as_deref())?;
+    let dir = resolve_model_dir(args.model.as_deref(), args.offline)?;
     let device = magma_model::device::parse_device(&args.device)?;
     let loading = spinner(&format!("loading {}", dir.display()));
     let pipeline = match args.quantize {
         Some(format) => magma_model::quant::load_quantized_pipeline(&dir, format, &device),
-        None => MagmaPipeline::load(&dir, DtypeArg::or_device_default(args.dtype, &device), &device),
+        None => MagmaPipeline::load(
+            &dir,
+            DtypeArg::or_device_default(args.dtype, &device),
+            &device,
+        ),
     }
     .with_context(|| format!("loading the model from {}", dir.display()))?;
     loading.finish_and_clear();
@@ -143,7 +158,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &mut |_, delta| {
             if stream {
                 // a closed stdout (e.g. `| head`) cancels generation instead of failing
-                if write!(stdout, "{delta}").and_then(|_| stdout.flush()).is_err() {
+                if write!(stdout, "{delta}")
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
                     return ControlFlow::Break(());
                 }
             }

@@ -11,10 +11,14 @@ use std::time::Duration;
 /// streaming), OpenVLA `POST /act`, `POST /v1/som`, `GET /v1/models`, `GET /health`, `GET /metrics`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, or a hub id such as `microsoft/Magma-8B` found in the local Hugging Face
-    /// cache. Default: the tiny random-weight model embedded in this binary (for trying the server).
+    /// Model folder, or a hub id such as `microsoft/Magma-8B` looked up in the local Hugging Face
+    /// cache and downloaded into it when missing ($HF_ENDPOINT, $HF_TOKEN honoured).
+    /// Default: the tiny random-weight model embedded in this binary (for trying the server).
     #[arg(long)]
     pub model: Option<String>,
+    /// Never download: use only the local Hugging Face cache (same as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes the server).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -48,6 +52,16 @@ pub struct Args {
     /// Most pixels per image, checked before decoding (decompression bombs are refused).
     #[arg(long, default_value_t = 4096 * 4096)]
     pub max_image_pixels: u64,
+    /// Fetch `http(s)://` image URLs in chat requests (off: only data: URLs are accepted).
+    /// The server then makes requests on clients' behalf: enable it only for trusted clients.
+    #[arg(long)]
+    pub allow_remote_images: bool,
+    /// Largest remote image in MiB (counted while downloading) with --allow-remote-images.
+    #[arg(long, default_value_t = 16)]
+    pub remote_image_max_mib: u64,
+    /// Time limit in seconds for fetching one remote image with --allow-remote-images.
+    #[arg(long, default_value_t = 10)]
+    pub remote_image_timeout_secs: u64,
     /// `max_tokens` of chat requests that give none (capped by the context left).
     #[arg(long, default_value_t = 512)]
     pub default_max_tokens: usize,
@@ -71,12 +85,8 @@ pub enum Dtype {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model_dir: PathBuf = match &args.model {
-        Some(spec) => magma_model::hub::resolve_model(spec)?,
-        None => {
-            crate::embedded::embedded_model_dir().context("unpacking the embedded tiny model")?
-        }
-    };
+    let model_dir: PathBuf =
+        super::generate::resolve_model_dir(args.model.as_deref(), args.offline)?;
     let mut config = ServeConfig::new(model_dir.clone());
     if let Some(name) = args
         .served_model_name
@@ -103,6 +113,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.limits.max_images = args.max_images;
     config.limits.max_image_pixels = args.max_image_pixels;
     config.limits.default_max_tokens = args.default_max_tokens;
+    config.limits.remote_images =
+        args.allow_remote_images
+            .then(|| magma_serve::RemoteImageLimits {
+                max_bytes: args.remote_image_max_mib.saturating_mul(1 << 20),
+                timeout: Duration::from_secs(args.remote_image_timeout_secs.max(1)),
+            });
     let addr = SocketAddr::new(args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
