@@ -18,7 +18,12 @@ fn the_openai_python_client_works_unchanged() {
     let probe = Command::new(&python).args(["-c", "import openai"]).output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         let why = match &probe {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            // the last line of a traceback says it: "ModuleNotFoundError: No module named 'openai'"
+            Ok(o) => String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_string(),
             Err(e) => e.to_string(),
         };
         assert!(
