@@ -35,7 +35,7 @@ fn chat_with_a_data_url_image_matches_the_pipeline_streamed_or_not() {
     let coffee = fixture_image("coffee");
     let expected = reference(
         "<image>\nWhat is in this image?",
-        &[coffee.clone()],
+        std::slice::from_ref(&coffee),
         &greedy(20),
     );
     assert!(!expected.text.is_empty());
