@@ -393,7 +393,10 @@ mod tests {
                 if i % 20 < 9 {
                     outlier[i] = true;
                     // Displaced by 20–80 px in a random direction.
-                    let (r, a) = (rng.random_range(20.0..80.0), rng.random_range(0.0..6.283));
+                    let (r, a) = (
+                        rng.random_range(20.0..80.0),
+                        rng.random_range(0.0..std::f64::consts::TAU),
+                    );
                     [q[0] + r * f64::cos(a), q[1] + r * f64::sin(a)]
                 } else {
                     // Inliers carry ±0.5 px noise.

@@ -298,13 +298,13 @@ pub struct PairResult {
 impl LucasKanade {
     /// A tracker with the given settings; fails on an even or zero window.
     pub fn new(config: LucasKanadeConfig) -> Result<Self> {
-        if config.window == 0 || config.window % 2 == 0 {
+        if config.window == 0 || config.window.is_multiple_of(2) {
             return Err(TracesError::invalid(
                 "window",
                 format!("must be odd and positive, got {}", config.window),
             ));
         }
-        if config.appearance_patch % 2 == 0 && config.appearance_patch != 0 {
+        if config.appearance_patch.is_multiple_of(2) && config.appearance_patch != 0 {
             return Err(TracesError::invalid(
                 "appearance_patch",
                 format!(
@@ -682,7 +682,10 @@ mod tests {
             for c in 0..s.cols {
                 let (gx, gy) = (s.grad_x[r * s.cols + c], s.grad_y[r * s.cols + c]);
                 if c < 5 {
-                    assert!((gx - 2.0).abs() < 1e-4 && (gy + 1.5).abs() < 1e-4, "{gx} {gy}");
+                    assert!(
+                        (gx - 2.0).abs() < 1e-4 && (gy + 1.5).abs() < 1e-4,
+                        "{gx} {gy}"
+                    );
                 } else {
                     assert_eq!((gx, gy), (0.0, 0.0));
                 }
@@ -690,7 +693,10 @@ mod tests {
         }
         // The template is the ramp sampled around (20.3, 19.6).
         let centre = s.template[2 * s.cols + 2];
-        assert!((centre - (2.0 * 20.3 - 1.5 * 19.6)).abs() < 1e-3, "{centre}");
+        assert!(
+            (centre - (2.0 * 20.3 - 1.5 * 19.6)).abs() < 1e-3,
+            "{centre}"
+        );
         assert!((gxx - 25.0 * 4.0).abs() < 1e-2 && (gxy + 25.0 * 3.0).abs() < 1e-2);
         assert!((gyy - 25.0 * 2.25).abs() < 1e-2);
     }

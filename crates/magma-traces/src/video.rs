@@ -66,7 +66,7 @@ pub fn load_window(
     let total = wanted.as_ref().map_or(0, Vec::len);
     let wants = |i: usize| match &wanted {
         Some(list) => list.binary_search(&i).is_ok(),
-        None => i >= window.start && (i - window.start) % window.stride == 0,
+        None => i >= window.start && (i - window.start).is_multiple_of(window.stride),
     };
     let done = |clip: &Clip| {
         wanted
