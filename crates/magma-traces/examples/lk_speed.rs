@@ -1,7 +1,10 @@
 //! Speed and accuracy of the Lucas–Kanade tracker on one synthetic scene, one thread, and an
 //! export of its frames and ground truth for `benches/opencv_lk.py` (the OpenCV baseline).
 //!
-//! `CARGO_PROFILE_DEV_PACKAGE_MAGMA_TRACES_OPT_LEVEL=3 cargo run -p magma-traces --example lk_speed -- OUT_DIR [pan|objects|combined]`
+//! `cargo run --release -p magma-traces --example lk_speed -- OUT_DIR [pan|objects|combined]`
+//! (or `cargo run --config 'profile.dev.package.magma-traces.opt-level=3' ...`: the
+//! `CARGO_PROFILE_DEV_PACKAGE_...` environment form does not reach a hyphenated package name,
+//! and at the dev profile's opt-level 1 the window loops are not vectorised)
 
 use std::path::PathBuf;
 use std::time::Instant;
