@@ -25,8 +25,8 @@ pub mod weights;
 
 pub use config::{AnyresStrategy, GenerationConfig, MagmaConfig, TextConfig, VisionConfig};
 pub use error::{ModelError, Result};
-pub use llama::Cache;
 pub use generation::{FinishReason, Generation, GenerationParams, Timings};
+pub use llama::Cache;
 pub use model::{ImageBatch, ImageFeatureTrace, MagmaModel};
 pub use pipeline::MagmaPipeline;
 pub use vision::TrunkGeometry;

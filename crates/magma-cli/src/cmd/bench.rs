@@ -98,8 +98,10 @@ struct BenchNotes {
 
 fn read_notes(dir: &Path) -> anyhow::Result<BenchNotes> {
     let path = dir.join("bench_notes.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let notes: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let notes: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let list = |key: &str| -> anyhow::Result<Vec<usize>> {
         notes["trunk_geometry"][key]
             .as_array()
@@ -137,7 +139,8 @@ fn run_model(args: ModelArgs) -> anyhow::Result<()> {
         Some(preset) => preset.apply(config),
         None => (config, notes.geometry),
     };
-    let processor = Processor::from_dir(dir).with_context(|| format!("processor files in {}", dir.display()))?;
+    let processor = Processor::from_dir(dir)
+        .with_context(|| format!("processor files in {}", dir.display()))?;
     let mut image = processor.load_image(&dir.join("bench_image_1280x720.png"))?;
     if args.preset.is_some() {
         let size = config.vision.img_size.unwrap_or(512) as u32;
@@ -162,8 +165,16 @@ fn run_model(args: ModelArgs) -> anyhow::Result<()> {
     let mut merged_tokens = 0;
     for round in 0..rounds + args.warmup_rounds {
         let t0 = Instant::now();
-        let inputs = processor.process(&notes.user, std::slice::from_ref(&image), Some(&notes.system))?;
-        let pixels = Tensor::from_slice(&inputs.pixel_values.data, inputs.pixel_values.shape.to_vec(), &device)?;
+        let inputs = processor.process(
+            &notes.user,
+            std::slice::from_ref(&image),
+            Some(&notes.system),
+        )?;
+        let pixels = Tensor::from_slice(
+            &inputs.pixel_values.data,
+            inputs.pixel_values.shape.to_vec(),
+            &device,
+        )?;
         let t1 = Instant::now();
         let features = model.image_features(&magma_model::ImageBatch {
             pixel_values: pixels,
@@ -211,12 +222,22 @@ fn run_model(args: ModelArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("magma bench model ({}, {} rounds, {} threads)", report.dtype, report.rounds, report.threads);
+        println!(
+            "magma bench model ({}, {} rounds, {} threads)",
+            report.dtype, report.rounds, report.threads
+        );
         println!("  preprocess       {:>9.1} ms", report.preprocess_ms);
         println!("  vision+projector {:>9.1} ms", report.vision_ms);
-        println!("  prefill          {:>9.1} ms ({} tokens)", report.prefill_ms, report.merged_tokens);
+        println!(
+            "  prefill          {:>9.1} ms ({} tokens)",
+            report.prefill_ms, report.merged_tokens
+        );
         println!("  decode           {:>9.1} tok/s", report.decode_tok_s);
-        println!("  build            {:>9.1} ms (quantize: {})", report.build_ms, report.quantize.as_deref().unwrap_or("none"));
+        println!(
+            "  build            {:>9.1} ms (quantize: {})",
+            report.build_ms,
+            report.quantize.as_deref().unwrap_or("none")
+        );
         if let Some(rss) = report.peak_rss_mb {
             println!("  peak RSS         {rss:>9.0} MiB");
         }

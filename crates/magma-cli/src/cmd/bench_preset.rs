@@ -48,7 +48,8 @@ impl Preset {
 
 /// Parses `--quantize` (q4k, q5k, q6k, q8_0).
 pub fn parse_format(name: &str) -> Result<QuantFormat, String> {
-    name.parse().map_err(|e: magma_model::quant::QuantError| e.to_string())
+    name.parse()
+        .map_err(|e: magma_model::quant::QuantError| e.to_string())
 }
 
 /// The centre square of `image`, resized to one `size`×`size` crop (a one-crop prompt).
@@ -64,6 +65,12 @@ pub fn one_crop(image: &RgbImage, size: u32) -> RgbImage {
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: f64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib / 1024.0)
 }

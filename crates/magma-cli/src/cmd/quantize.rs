@@ -32,12 +32,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let format: QuantFormat = args.format.parse()?;
     let src = magma_model::hub::resolve_model(&args.model)?;
     if src.canonicalize().ok() == args.out.canonicalize().ok() {
-        anyhow::bail!("--out {} is the model folder itself; choose another folder", args.out.display());
+        anyhow::bail!(
+            "--out {} is the model folder itself; choose another folder",
+            args.out.display()
+        );
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let report = quantize_checkpoint(&src, &args.out, format, &mut |p| {
         bar.set_length(p.total_bytes);
