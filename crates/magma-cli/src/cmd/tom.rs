@@ -44,7 +44,11 @@ pub struct Args {
     pub grid: usize,
 
     /// What is being done in the clip (goes into the ToM question).
-    #[arg(long, default_value = "the task shown in the video", value_name = "TEXT")]
+    #[arg(
+        long,
+        default_value = "the task shown in the video",
+        value_name = "TEXT"
+    )]
     pub task: String,
 
     /// Data kind: thresholds, cluster counts and question wording of human videos or robot
@@ -110,7 +114,10 @@ fn parse_size(text: &str) -> anyhow::Result<(u32, u32)> {
         .split_once(['x', 'X'])
         .with_context(|| format!("--size {text:?}: expected WxH, e.g. 256x256"))?;
     let parse = |v: &str| -> anyhow::Result<u32> {
-        let n: u32 = v.trim().parse().with_context(|| format!("--size {text:?}: {v:?} is not a number"))?;
+        let n: u32 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("--size {text:?}: {v:?} is not a number"))?;
         if n == 0 {
             bail!("--size {text:?}: sides must be positive");
         }
@@ -121,7 +128,9 @@ fn parse_size(text: &str) -> anyhow::Result<(u32, u32)> {
 
 fn bar(len: u64, message: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>9} [{bar:30}] {pos}/{len} frames {elapsed}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>9} [{bar:30}] {pos}/{len} frames {elapsed}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(message.to_string());
@@ -231,10 +240,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if sel.stabilized.applied { "removed" } else { "not detected" },
         );
         match result.fallback {
-            None => println!("Trace-of-Mark record with {} moving marks of {}", result.traces.len(), result.marks.len()),
-            Some(reason) => println!("Set-of-Mark record ({} marks); fallback: {reason:?}", result.marks.len()),
+            None => println!(
+                "Trace-of-Mark record with {} moving marks of {}",
+                result.traces.len(),
+                result.marks.len()
+            ),
+            Some(reason) => println!(
+                "Set-of-Mark record ({} marks); fallback: {reason:?}",
+                result.marks.len()
+            ),
         }
-        println!("\n--- question ---\n{}--- answer ---\n{}", result.question, result.answer);
+        println!(
+            "\n--- question ---\n{}--- answer ---\n{}",
+            result.question, result.answer
+        );
         for p in &written {
             println!("wrote {}", p.display());
         }

@@ -79,14 +79,22 @@ impl From<SceneArg> for SceneKind {
 }
 
 fn export_scene(dir: &std::path::Path, kind: SceneKind, config: &EvalConfig) -> anyhow::Result<()> {
-    let scene = Scene::generate(kind, config.width, config.height, config.frames, config.seed);
+    let scene = Scene::generate(
+        kind,
+        config.width,
+        config.height,
+        config.frames,
+        config.seed,
+    );
     let queries = grid_points(config.grid_size, config.width, config.height);
     let truth = scene.ground_truth(&queries);
     let folder = dir.join(kind.name());
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     for (t, frame) in scene.frames.iter().enumerate() {
         let path = folder.join(format!("frame_{t:04}.png"));
-        frame.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        frame
+            .save(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let gt = json!({
         "width": config.width,
@@ -122,12 +130,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(dir) = &args.export {
             export_scene(dir, kind, &config)?;
         }
-        reports.push(evaluate_scene(kind, &config, &tracker).with_context(|| format!("scene {}", kind.name()))?);
+        reports.push(
+            evaluate_scene(kind, &config, &tracker)
+                .with_context(|| format!("scene {}", kind.name()))?,
+        );
         progress.inc(1);
     }
     progress.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"config": config, "scenes": reports}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"config": config, "scenes": reports}))?
+        );
     } else {
         println!(
             "{} frames of {}x{}, {}x{} grid, seed {} (metrics x100; H error: mean px over the grid)\n",
