@@ -67,6 +67,34 @@ pub fn model_dir_or_embedded(model: Option<PathBuf>) -> anyhow::Result<PathBuf> 
     }
 }
 
+/// `--model` and `--offline` of the commands that run a model, resolved by [`ModelSource::dir`].
+#[derive(clap::Args, Debug)]
+pub struct ModelSource {
+    /// Model folder, or a hub id such as `microsoft/Magma-8B[@revision]` looked up in the local
+    /// Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub) and downloaded
+    /// into it when missing (from $HF_ENDPOINT, default huggingface.co; $HF_TOKEN for gated models).
+    /// Default: the tiny random-weight model embedded in this binary (for trying the tool).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Never download: use only the local Hugging Face cache (same as HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+impl ModelSource {
+    /// The folder of `--model` (a hub id is downloaded unless offline), or the embedded model's.
+    pub fn dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.model {
+            Some(spec) => {
+                let mut options = magma_model::hub::HubOptions::from_env();
+                options.offline |= self.offline;
+                Ok(magma_model::hub::resolve_model_with(spec, &options)?)
+            }
+            None => embedded_model_dir().context("unpacking the embedded tiny model"),
+        }
+    }
+}
+
 /// Where to try extracting, best first.
 fn cache_roots() -> Vec<PathBuf> {
     let mut roots = Vec::new();

@@ -9,7 +9,7 @@ use crate::camera::stabilize;
 use crate::homography::{Homography, RansacConfig};
 use crate::metrics::{tap_vid, TapVidMetrics};
 use crate::select::{visible_majority, DataKind};
-use crate::synthetic::{Scene, SceneKind};
+use crate::synthetic::{GroundTruth, Scene, SceneKind};
 use crate::tracker::{grid_points, Tracker};
 
 /// Benchmark settings.
@@ -61,21 +61,24 @@ pub struct SceneReport {
     pub track_ms_per_frame: f64,
 }
 
+impl EvalConfig {
+    /// Renders a scene of this size, length and seed, with its query grid (frame 0) and the
+    /// exact ground truth of those queries.
+    pub fn render(&self, kind: SceneKind) -> (Scene, Vec<[f32; 2]>, GroundTruth) {
+        let scene = Scene::generate(kind, self.width, self.height, self.frames, self.seed);
+        let queries = grid_points(self.grid_size, self.width, self.height);
+        let truth = scene.ground_truth(&queries);
+        (scene, queries, truth)
+    }
+}
+
 /// Renders one scene, tracks its grid and scores every stage.
 pub fn evaluate_scene(
     kind: SceneKind,
     config: &EvalConfig,
     tracker: &dyn Tracker,
 ) -> crate::Result<SceneReport> {
-    let scene = Scene::generate(
-        kind,
-        config.width,
-        config.height,
-        config.frames,
-        config.seed,
-    );
-    let queries = grid_points(config.grid_size, config.width, config.height);
-    let truth = scene.ground_truth(&queries);
+    let (scene, queries, truth) = config.render(kind);
     let started = Instant::now();
     let tracks = tracker.track(&scene.frames, &queries, &|_| {})?;
     let elapsed = started.elapsed().as_secs_f64() * 1000.0;

@@ -47,6 +47,17 @@ impl SceneKind {
         SceneKind::Combined,
     ];
 
+    /// The kind of a [`SceneKind::name`].
+    ///
+    /// ```
+    /// use magma_traces::synthetic::SceneKind;
+    /// assert_eq!(SceneKind::from_name("pan-objects"), Some(SceneKind::PanObjects));
+    /// assert_eq!(SceneKind::from_name("dolly"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
     /// Kebab-case name, as in the benchmark table.
     pub fn name(self) -> &'static str {
         match self {

@@ -7,20 +7,15 @@ use magma_model::{GenerationParams, MagmaPipeline};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+
+use crate::embedded::ModelSource;
 use std::time::Duration;
 
 /// Generate text from a prompt and images.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, or a hub id such as `microsoft/Magma-8B[@revision]` looked up in the local
-    /// Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub) and downloaded
-    /// into it when missing (from $HF_ENDPOINT, default huggingface.co; $HF_TOKEN for gated models).
-    /// Default: the tiny random-weight model embedded in this binary (for trying the pipeline).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Never download: use only the local Hugging Face cache (same as HF_HUB_OFFLINE=1).
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub source: ModelSource,
     /// User message; `<image>` marks where each image goes (default: all images first).
     #[arg(long)]
     pub prompt: String,
@@ -102,20 +97,8 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar
 }
 
-/// The folder of `--model` (a hub id is downloaded unless `offline`), or the embedded tiny model.
-pub fn resolve_model_dir(model: Option<&str>, offline: bool) -> anyhow::Result<PathBuf> {
-    match model {
-        Some(spec) => {
-            let mut options = magma_model::hub::HubOptions::from_env();
-            options.offline |= offline;
-            Ok(magma_model::hub::resolve_model_with(spec, &options)?)
-        }
-        None => crate::embedded::embedded_model_dir().context("unpacking the embedded tiny model"),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = resolve_model_dir(args.model.as_deref(), args.offline)?;
+    let dir = args.source.dir()?;
     let device = magma_model::device::parse_device(&args.device)?;
     let loading = spinner(&format!("loading {}", dir.display()));
     let pipeline = match args.quantize {

@@ -11,14 +11,8 @@ use std::time::Duration;
 /// streaming), OpenVLA `POST /act`, `POST /v1/som`, `GET /v1/models`, `GET /health`, `GET /metrics`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model folder, or a hub id such as `microsoft/Magma-8B` looked up in the local Hugging Face
-    /// cache and downloaded into it when missing ($HF_ENDPOINT, $HF_TOKEN honoured).
-    /// Default: the tiny random-weight model embedded in this binary (for trying the server).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Never download: use only the local Hugging Face cache (same as HF_HUB_OFFLINE=1).
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub source: crate::embedded::ModelSource,
     /// Address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes the server).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -85,13 +79,12 @@ pub enum Dtype {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model_dir: PathBuf =
-        super::generate::resolve_model_dir(args.model.as_deref(), args.offline)?;
+    let model_dir: PathBuf = args.source.dir()?;
     let mut config = ServeConfig::new(model_dir.clone());
     if let Some(name) = args
         .served_model_name
         .clone()
-        .or_else(|| args.model.clone())
+        .or_else(|| args.source.model.clone())
     {
         config.model_name = name;
     } else {

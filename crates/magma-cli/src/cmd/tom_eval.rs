@@ -9,8 +9,7 @@ use magma_traces::eval::{evaluate_scene, markdown_table, EvalConfig};
 use magma_traces::lk::LucasKanade;
 use magma_traces::output::write_atomic;
 use magma_traces::select::DataKind;
-use magma_traces::synthetic::{Scene, SceneKind};
-use magma_traces::tracker::grid_points;
+use magma_traces::synthetic::SceneKind;
 use serde_json::json;
 
 /// Synthetic benchmark of the ToM pipeline: textured scenes under known camera homographies
@@ -42,8 +41,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Only these scenes (static, pan, zoom, rotate, objects, pan-objects, combined).
-    #[arg(long = "scene", value_enum)]
-    pub scenes: Vec<SceneArg>,
+    #[arg(long = "scene", value_name = "NAME", value_parser = parse_scene)]
+    pub scenes: Vec<SceneKind>,
     /// Also write each scene's frames (PNG) and ground truth (JSON) under DIR/<scene>/.
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
@@ -52,42 +51,19 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Scene names.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum SceneArg {
-    Static,
-    Pan,
-    Zoom,
-    Rotate,
-    Objects,
-    PanObjects,
-    Combined,
-}
-
-impl From<SceneArg> for SceneKind {
-    fn from(s: SceneArg) -> Self {
-        match s {
-            SceneArg::Static => SceneKind::Static,
-            SceneArg::Pan => SceneKind::Pan,
-            SceneArg::Zoom => SceneKind::Zoom,
-            SceneArg::Rotate => SceneKind::Rotate,
-            SceneArg::Objects => SceneKind::Objects,
-            SceneArg::PanObjects => SceneKind::PanObjects,
-            SceneArg::Combined => SceneKind::Combined,
-        }
-    }
+/// A scene name of `--scene`.
+fn parse_scene(name: &str) -> Result<SceneKind, String> {
+    SceneKind::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = SceneKind::ALL.iter().map(|k| k.name()).collect();
+        format!(
+            "unknown scene `{name}`; expected one of {}",
+            names.join(", ")
+        )
+    })
 }
 
 fn export_scene(dir: &std::path::Path, kind: SceneKind, config: &EvalConfig) -> anyhow::Result<()> {
-    let scene = Scene::generate(
-        kind,
-        config.width,
-        config.height,
-        config.frames,
-        config.seed,
-    );
-    let queries = grid_points(config.grid_size, config.width, config.height);
-    let truth = scene.ground_truth(&queries);
+    let (scene, queries, truth) = config.render(kind);
     let folder = dir.join(kind.name());
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     for (t, frame) in scene.frames.iter().enumerate() {
@@ -120,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let scenes: Vec<SceneKind> = if args.scenes.is_empty() {
         SceneKind::ALL.to_vec()
     } else {
-        args.scenes.iter().map(|&s| s.into()).collect()
+        args.scenes.clone()
     };
     let progress = ProgressBar::new(scenes.len() as u64);
     let tracker = LucasKanade::default();
