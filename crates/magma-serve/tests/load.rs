@@ -38,14 +38,7 @@ fn thirty_two_concurrent_clients_all_get_their_unbatched_answer() {
                 barrier.wait();
                 (0..REQUESTS)
                     .map(|_| {
-                        let body = text_chat(&prompt(c), 6).to_string();
-                        let r = request(
-                            addr,
-                            "POST",
-                            "/v1/chat/completions",
-                            &[("Content-Type", "application/json")],
-                            body.as_bytes(),
-                        );
+                        let r = post_chat(addr, &text_chat(&prompt(c), 6));
                         assert_eq!(r.status, 200, "client {c}: {}", r.text());
                         r.json()["choices"][0]["message"]["content"]
                             .as_str()
@@ -92,16 +85,7 @@ fn a_full_queue_answers_429_and_shutdown_finishes_in_flight_work() {
         c.engine.max_batch = 1;
     });
     let addr = server.addr;
-    let long = std::thread::spawn(move || {
-        let body = text_chat("Tell me everything.", 1500).to_string();
-        request(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-    });
+    let long = std::thread::spawn(move || post_chat(addr, &text_chat("Tell me everything.", 1500)));
     // wait until the long request is decoding, then fill the one queue slot
     let mut busy = false;
     for _ in 0..200 {
@@ -113,16 +97,7 @@ fn a_full_queue_answers_429_and_shutdown_finishes_in_flight_work() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(busy, "the long request never started");
-    let queued = std::thread::spawn(move || {
-        let body = text_chat("Short.", 2).to_string();
-        request(
-            addr,
-            "POST",
-            "/v1/chat/completions",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        )
-    });
+    let queued = std::thread::spawn(move || post_chat(addr, &text_chat("Short.", 2)));
     let mut full = false;
     for _ in 0..200 {
         if server

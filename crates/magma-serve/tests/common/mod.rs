@@ -155,6 +155,17 @@ impl HttpResponse {
     }
 }
 
+/// `POST /v1/chat/completions` with a JSON body, from any thread (only the address is needed).
+pub fn post_chat(addr: SocketAddr, body: &Value) -> HttpResponse {
+    request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
 /// One HTTP/1.1 request with `Connection: close`; decodes chunked bodies.
 pub fn request(
     addr: SocketAddr,
