@@ -87,7 +87,7 @@ const LANES: usize = 8;
 /// Per-thread buffers for one tracking window: the earlier frame's intensities and gradients,
 /// `rows` rows of `cols` values; the gradients are zero in the padding columns so that those
 /// columns add nothing to any sum. `border` holds the window sampled one pixel wider on every
-/// side, from which the gradients are taken.
+/// side (rows of `cols + LANES` values), from which the gradients are taken.
 struct Scratch {
     rows: usize,
     cols: usize,
@@ -107,7 +107,7 @@ impl Scratch {
             template: vec![0.0; n],
             grad_x: vec![0.0; n],
             grad_y: vec![0.0; n],
-            border: vec![0.0; (window + 2) * (cols + 2)],
+            border: vec![0.0; (window + 2) * (cols + LANES)],
         }
     }
 
@@ -118,156 +118,216 @@ impl Scratch {
     /// the gradients of the sampled window equal sampled gradient images; taking them here reads
     /// one plane instead of three, which is what the window load costs.
     #[inline(always)]
-    fn load(&mut self, image: &Plane, p: [f32; 2]) -> Option<[f32; 3]> {
+    fn load<const AVX2: bool>(&mut self, image: &Plane, p: [f32; 2]) -> Option<[f32; 3]> {
+        // Whole lane chunks wide, so that every loop below runs over full chunks.
+        let wide = self.cols + LANES;
+        let at = image.locate(p[0], p[1], self.rows / 2 + 1, wide)?;
+        image.sample(at, self.rows + 2, wide, &mut self.border);
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            // SAFETY: `AVX2` is true only inside `track_point_avx2`, which runs where the CPU
+            // has AVX2 and FMA.
+            return Some(unsafe { self.gradients_avx2() });
+        }
+        Some(self.gradients_portable())
+    }
+
+    /// The template, its gradients and the gradient matrix from the sampled `border`, with
+    /// explicit AVX2/FMA vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn gradients_avx2(&mut self) -> [f32; 3] {
+        use std::arch::x86_64::{
+            __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
+            _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
+        };
         let (rows, cols) = (self.rows, self.cols);
-        let wide = cols + 2;
-        let at = image.locate(p[0], p[1], rows / 2 + 1, wide)?;
-        image.sample(at, rows + 2, wide, &mut self.border);
+        let wide = cols + LANES;
+        let (three, ten) = (_mm256_set1_ps(3.0), _mm256_set1_ps(10.0));
+        let mut sums = [_mm256_setzero_ps(); 3];
+        let load = |values: &[f32], at: usize| -> __m256 {
+            let lanes = &values[at..at + LANES];
+            // SAFETY: `lanes` holds exactly 8 f32 values (bounds-checked slice above).
+            unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
+        };
+        for c in (0..cols).step_by(LANES) {
+            let weights: [f32; LANES] = std::array::from_fn(|l| column_weight(rows, c + l));
+            let weights = load(&weights, 0);
+            for r in 0..rows {
+                let (up, mid, down) = (r * wide + c, (r + 1) * wide + c, (r + 2) * wide + c);
+                let b = &self.border;
+                let (u0, u1, u2) = (load(b, up), load(b, up + 1), load(b, up + 2));
+                let (m0, m1, m2) = (load(b, mid), load(b, mid + 1), load(b, mid + 2));
+                let (d0, d1, d2) = (load(b, down), load(b, down + 1), load(b, down + 2));
+                let outer = _mm256_add_ps(_mm256_sub_ps(u2, u0), _mm256_sub_ps(d2, d0));
+                let gx = _mm256_fmadd_ps(three, outer, _mm256_mul_ps(ten, _mm256_sub_ps(m2, m0)));
+                let outer = _mm256_add_ps(_mm256_sub_ps(d0, u0), _mm256_sub_ps(d2, u2));
+                let gy = _mm256_fmadd_ps(three, outer, _mm256_mul_ps(ten, _mm256_sub_ps(d1, u1)));
+                let (gx, gy) = (_mm256_mul_ps(gx, weights), _mm256_mul_ps(gy, weights));
+                let at = r * cols + c;
+                let store = |values: &mut [f32], v: __m256| {
+                    let lanes = &mut values[at..at + LANES];
+                    // SAFETY: `lanes` holds exactly 8 f32 values (bounds-checked slice above).
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) }
+                };
+                store(&mut self.template, m1);
+                store(&mut self.grad_x, gx);
+                store(&mut self.grad_y, gy);
+                sums[0] = _mm256_fmadd_ps(gx, gx, sums[0]);
+                sums[1] = _mm256_fmadd_ps(gx, gy, sums[1]);
+                sums[2] = _mm256_fmadd_ps(gy, gy, sums[2]);
+            }
+        }
+        sums.map(|v| {
+            let mut lanes = [0.0f32; LANES];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+            lanes.iter().sum()
+        })
+    }
+
+    /// [`Scratch::gradients_avx2`] in plain Rust.
+    #[inline(always)]
+    fn gradients_portable(&mut self) -> [f32; 3] {
+        let (rows, cols) = (self.rows, self.cols);
+        let wide = cols + LANES;
+        let mut sums = [0.0f32; 3];
         for r in 0..rows {
             let band = &self.border[r * wide..(r + 3) * wide];
             let (up, mid, down) = (&band[..wide], &band[wide..2 * wide], &band[2 * wide..]);
             let row = r * cols..(r + 1) * cols;
             self.template[row.clone()].copy_from_slice(&mid[1..cols + 1]);
-            let (gx, gy) = (&mut self.grad_x[row.clone()], &mut self.grad_y[row]);
-            // The window is square: columns from `rows` on are padding.
-            for c in 0..rows {
-                gx[c] = (3.0 * (up[c + 2] - up[c])
-                    + 10.0 * (mid[c + 2] - mid[c])
-                    + 3.0 * (down[c + 2] - down[c]))
-                    * (1.0 / 32.0);
-                gy[c] = (3.0 * (down[c] - up[c])
-                    + 10.0 * (down[c + 1] - up[c + 1])
-                    + 3.0 * (down[c + 2] - up[c + 2]))
-                    * (1.0 / 32.0);
-            }
-            gx[rows..].fill(0.0);
-            gy[rows..].fill(0.0);
-        }
-        let mut sums = [[0.0f32; LANES]; 3];
-        for (row_x, row_y) in self
-            .grad_x
-            .chunks_exact(cols)
-            .zip(self.grad_y.chunks_exact(cols))
-        {
-            let (xs, _) = row_x.as_chunks::<LANES>();
-            let (ys, _) = row_y.as_chunks::<LANES>();
-            for (x, y) in xs.iter().zip(ys) {
-                for l in 0..LANES {
-                    sums[0][l] += x[l] * x[l];
-                    sums[1][l] += x[l] * y[l];
-                    sums[2][l] += y[l] * y[l];
-                }
+            for (c, (gx, gy)) in self.grad_x[row.clone()]
+                .iter_mut()
+                .zip(&mut self.grad_y[row])
+                .enumerate()
+            {
+                let weight = column_weight(rows, c);
+                *gx = (3.0 * (up[c + 2] - up[c] + down[c + 2] - down[c])
+                    + 10.0 * (mid[c + 2] - mid[c]))
+                    * weight;
+                *gy = (3.0 * (down[c] - up[c] + down[c + 2] - up[c + 2])
+                    + 10.0 * (down[c + 1] - up[c + 1]))
+                    * weight;
+                sums[0] += *gx * *gx;
+                sums[1] += *gx * *gy;
+                sums[2] += *gy * *gy;
             }
         }
-        Some(sums.map(|lanes| lanes.iter().sum()))
+        sums
     }
 
     /// The image mismatch vector Σ (template − target)·∇ against the later frame's window at
     /// `at` (bilinear samples computed on the fly, never stored).
     #[inline(always)]
-    fn mismatch(&self, target: &Plane, at: WindowAt) -> [f32; 2] {
+    fn mismatch<const AVX2: bool>(&self, target: &Plane, at: WindowAt) -> Option<[f32; 2]> {
+        // Rows `0..=rows` of `cols + 1` values from `at.offset` on: all a window reads.
+        let span = self.rows * target.stride() + self.cols + 1;
+        let source = target.data().get(at.offset..at.offset + span)?;
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the running CPU supports AVX2, checked just above.
-            return unsafe { self.mismatch_avx2(target, at) };
+        if AVX2 {
+            // SAFETY: `AVX2` is true only inside `track_point_avx2`, which runs where the CPU
+            // has AVX2 and FMA; `source` holds every value the window reads.
+            return Some(unsafe { self.mismatch_avx2(source, target.stride(), at.fraction) });
         }
-        self.mismatch_portable(target, at)
+        Some(self.mismatch_portable(source, target.stride(), at.fraction))
     }
 
-    /// [`Scratch::mismatch`] with explicit 8-lane AVX2 vectors (the compiler does not vectorise
-    /// the shifted loads of the bilinear taps on its own).
+    /// [`Scratch::mismatch`] with explicit 8-lane AVX2/FMA vectors, one lane chunk of columns
+    /// at a time down the window: each source row is interpolated horizontally once and
+    /// shared by the two output rows it lies between.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA, and `source` must hold rows `0..=self.rows` of
+    /// `self.cols + 1` values `stride` apart.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn mismatch_avx2(&self, target: &Plane, at: WindowAt) -> [f32; 2] {
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn mismatch_avx2(&self, source: &[f32], stride: usize, fraction: [f32; 2]) -> [f32; 2] {
         use std::arch::x86_64::{
-            __m256, _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
-            _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
+            _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+            _mm256_sub_ps,
         };
-        let cols = self.cols;
-        let (stride, data) = (target.stride(), target.data());
-        let weights = at.weights.map(|w| _mm256_set1_ps(w));
+        let (rows, cols) = (self.rows, self.cols);
+        let (ax, ay) = (_mm256_set1_ps(fraction[0]), _mm256_set1_ps(fraction[1]));
         let (mut bx, mut by) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let load = |values: &[f32], c: usize| -> __m256 {
-            let lanes = &values[c..c + LANES];
-            // SAFETY: `lanes` holds exactly 8 f32 values (bounds-checked slice above).
-            unsafe { _mm256_loadu_ps(lanes.as_ptr()) }
-        };
-        for r in 0..self.rows {
-            let start = at.offset + r * stride;
-            let top = &data[start..start + cols + 1];
-            let bottom = &data[start + stride..start + stride + cols + 1];
-            let row = r * cols..(r + 1) * cols;
-            let (tm, gx, gy) = (
-                &self.template[row.clone()],
-                &self.grad_x[row.clone()],
-                &self.grad_y[row],
-            );
-            for c in (0..cols).step_by(LANES) {
-                let sampled = _mm256_add_ps(
-                    _mm256_add_ps(
-                        _mm256_mul_ps(weights[0], load(top, c)),
-                        _mm256_mul_ps(weights[1], load(top, c + 1)),
-                    ),
-                    _mm256_add_ps(
-                        _mm256_mul_ps(weights[2], load(bottom, c)),
-                        _mm256_mul_ps(weights[3], load(bottom, c + 1)),
-                    ),
-                );
-                let diff = _mm256_sub_ps(load(tm, c), sampled);
-                bx = _mm256_add_ps(bx, _mm256_mul_ps(diff, load(gx, c)));
-                by = _mm256_add_ps(by, _mm256_mul_ps(diff, load(gy, c)));
+        let base = source.as_ptr();
+        let (template, grad_x, grad_y) = (
+            self.template.as_ptr(),
+            self.grad_x.as_ptr(),
+            self.grad_y.as_ptr(),
+        );
+        for c in (0..cols).step_by(LANES) {
+            // SAFETY (all loads): source reads stay within rows 0..=rows, columns c..c+LANES+1
+            // ≤ cols + 1 of `source` (the caller's contract); window reads within rows × cols.
+            let across = |r: usize| {
+                let row = base.add(r * stride + c);
+                let (left, right) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(1)));
+                _mm256_fmadd_ps(ax, _mm256_sub_ps(right, left), left)
+            };
+            let mut above = across(0);
+            for r in 0..rows {
+                let below = across(r + 1);
+                let sampled = _mm256_fmadd_ps(ay, _mm256_sub_ps(below, above), above);
+                let at = r * cols + c;
+                let diff = _mm256_sub_ps(_mm256_loadu_ps(template.add(at)), sampled);
+                bx = _mm256_fmadd_ps(diff, _mm256_loadu_ps(grad_x.add(at)), bx);
+                by = _mm256_fmadd_ps(diff, _mm256_loadu_ps(grad_y.add(at)), by);
+                above = below;
             }
         }
         let (mut sx, mut sy) = ([0.0f32; LANES], [0.0f32; LANES]);
-        // SAFETY: each destination is an array of 8 f32 values.
-        unsafe {
-            _mm256_storeu_ps(sx.as_mut_ptr(), bx);
-            _mm256_storeu_ps(sy.as_mut_ptr(), by);
-        }
+        _mm256_storeu_ps(sx.as_mut_ptr(), bx);
+        _mm256_storeu_ps(sy.as_mut_ptr(), by);
         [sx.iter().sum(), sy.iter().sum()]
     }
 
     /// [`Scratch::mismatch`] in plain Rust, lane-chunked.
     #[inline(always)]
-    fn mismatch_portable(&self, target: &Plane, at: WindowAt) -> [f32; 2] {
-        let cols = self.cols;
+    fn mismatch_portable(&self, source: &[f32], stride: usize, fraction: [f32; 2]) -> [f32; 2] {
+        let (rows, cols) = (self.rows, self.cols);
         let chunks = cols / LANES;
-        let (stride, data) = (target.stride(), target.data());
-        let [w00, w01, w10, w11] = at.weights;
+        let [ax, ay] = fraction;
+        let across = |r: usize, k: usize| -> [f32; LANES] {
+            let row = &source[r * stride + k * LANES..];
+            std::array::from_fn(|l| row[l] + ax * (row[l + 1] - row[l]))
+        };
         let mut bx = [0.0f32; LANES];
         let mut by = [0.0f32; LANES];
-        for r in 0..self.rows {
-            let start = at.offset + r * stride;
-            let top = &data[start..start + cols + 1];
-            let bottom = &data[start + stride..start + stride + cols + 1];
-            let row = r * cols..(r + 1) * cols;
-            let (t0, t1, b0, b1) = (
-                lane_chunks(&top[..cols], chunks),
-                lane_chunks(&top[1..], chunks),
-                lane_chunks(&bottom[..cols], chunks),
-                lane_chunks(&bottom[1..], chunks),
-            );
-            let (tm, gx, gy) = (
-                lane_chunks(&self.template[row.clone()], chunks),
-                lane_chunks(&self.grad_x[row.clone()], chunks),
-                lane_chunks(&self.grad_y[row], chunks),
-            );
-            for k in 0..chunks {
+        for k in 0..chunks {
+            let mut above = across(0, k);
+            for r in 0..rows {
+                let below = across(r + 1, k);
+                let at = r * cols + k * LANES;
+                let (tm, gx, gy) = (
+                    &self.template[at..at + LANES],
+                    &self.grad_x[at..at + LANES],
+                    &self.grad_y[at..at + LANES],
+                );
                 for l in 0..LANES {
-                    let sampled = w00 * t0[k][l] + w01 * t1[k][l] + w10 * b0[k][l] + w11 * b1[k][l];
-                    let diff = tm[k][l] - sampled;
-                    bx[l] += diff * gx[k][l];
-                    by[l] += diff * gy[k][l];
+                    let diff = tm[l] - (above[l] + ay * (below[l] - above[l]));
+                    bx[l] += diff * gx[l];
+                    by[l] += diff * gy[l];
                 }
+                above = below;
             }
         }
         [bx.iter().sum(), by.iter().sum()]
     }
 }
 
-/// The first `chunks` whole lane chunks of `values`.
-fn lane_chunks(values: &[f32], chunks: usize) -> &[[f32; LANES]] {
-    &values.as_chunks::<LANES>().0[..chunks]
+/// Weight of window column `c` in the gradients: the Scharr normalisation 1/32 inside the
+/// window, 0 in the padding columns (the window is square: columns from `window` on).
+#[inline(always)]
+fn column_weight(window: usize, c: usize) -> f32 {
+    if c < window {
+        1.0 / 32.0
+    } else {
+        0.0
+    }
 }
 
 /// The finest level's intensities of a pyramid.
@@ -319,7 +379,9 @@ impl LucasKanade {
     /// Border each pyramid plane needs so that windows around in-image points can be sampled,
     /// including the padding columns of the window loops.
     pub fn pad(&self) -> usize {
-        self.config.window / 2 + 3 + padded_columns(self.config.window) - self.config.window
+        // The gradient window starts half + 1 left of the point and spans `cols + LANES`
+        // columns (+1 for bilinear sampling).
+        padded_columns(self.config.window) + LANES - self.config.window / 2
     }
 
     /// Builds the pyramid of one frame as this tracker reads it.
@@ -335,7 +397,7 @@ impl LucasKanade {
     }
 
     /// [`LucasKanade::track_point`] starting from the displacement `initial` (pixels). Runs the
-    /// window loops with 8-wide AVX2 vectors where the CPU has them.
+    /// window loops with 8-wide AVX2/FMA vectors where the CPU has them.
     fn track_point_with(
         &self,
         from: &Pyramid,
@@ -345,16 +407,17 @@ impl LucasKanade {
         s: &mut Scratch,
     ) -> Option<[f32; 2]> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the running CPU supports AVX2, checked just above.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the running CPU supports AVX2 and FMA, checked just above.
             return unsafe { self.track_point_avx2(from, to, point, initial, s) };
         }
-        self.track_point_body(from, to, point, initial, s)
+        self.track_point_body::<false>(from, to, point, initial, s)
     }
 
-    /// [`LucasKanade::track_point_body`] compiled for AVX2.
+    /// [`LucasKanade::track_point_body`] compiled for AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn track_point_avx2(
         &self,
         from: &Pyramid,
@@ -363,13 +426,13 @@ impl LucasKanade {
         initial: [f32; 2],
         s: &mut Scratch,
     ) -> Option<[f32; 2]> {
-        self.track_point_body(from, to, point, initial, s)
+        self.track_point_body::<true>(from, to, point, initial, s)
     }
 
     /// Coarse-to-fine tracking of one point (inlined into each instruction-set variant, as is
-    /// everything it calls).
+    /// everything it calls); `AVX2` selects the explicit AVX2/FMA window loop.
     #[inline(always)]
-    fn track_point_body(
+    fn track_point_body<const AVX2: bool>(
         &self,
         from: &Pyramid,
         to: &Pyramid,
@@ -383,7 +446,7 @@ impl LucasKanade {
         for level in (0..levels).rev() {
             let scale = 1.0 / (1u32 << level) as f32;
             let (px, py) = (point[0] * scale, point[1] * scale);
-            let step = self.refine_level(
+            let step = self.refine_level::<AVX2>(
                 &from.levels()[level],
                 &to.levels()[level],
                 [px, py],
@@ -403,7 +466,7 @@ impl LucasKanade {
 
     /// Gauss–Newton refinement at one level; returns the step added to `guess`.
     #[inline(always)]
-    fn refine_level(
+    fn refine_level<const AVX2: bool>(
         &self,
         from: &Plane,
         to: &Plane,
@@ -412,7 +475,7 @@ impl LucasKanade {
         s: &mut Scratch,
     ) -> Option<[f32; 2]> {
         let half = self.config.window / 2;
-        let [gxx, gxy, gyy] = s.load(from, p)?;
+        let [gxx, gxy, gyy] = s.load::<AVX2>(from, p)?;
         let area = (s.rows * s.rows) as f32;
         let det = gxx * gyy - gxy * gxy;
         let min_eig = (gxx + gyy - ((gxx - gyy).powi(2) + 4.0 * gxy * gxy).sqrt()) / (2.0 * area);
@@ -425,7 +488,7 @@ impl LucasKanade {
         for iteration in 0..self.config.max_iterations {
             let (qx, qy) = (p[0] + guess[0] + v[0], p[1] + guess[1] + v[1]);
             let at = to.locate(qx, qy, half, s.cols)?;
-            let [bx, by] = s.mismatch(to, at);
+            let [bx, by] = s.mismatch::<AVX2>(to, at)?;
             let dx = (gyy * bx - gxy * by) / det;
             let dy = (gxx * by - gxy * bx) / det;
             // A step that undoes the previous one oscillates about the optimum: settle midway.
@@ -443,6 +506,35 @@ impl LucasKanade {
             previous = [dx, dy];
         }
         Some(v)
+    }
+
+    /// Tracks `points` from the frame of `from` to the frame of `to`, forward only (no
+    /// consistency check), in parallel over points; `None` where [`LucasKanade::track_point`]
+    /// gives none.
+    ///
+    /// ```
+    /// use magma_traces::lk::LucasKanade;
+    /// use magma_traces::synthetic::{Scene, SceneKind};
+    ///
+    /// let scene = Scene::generate(SceneKind::Pan, 128, 96, 2, 7);
+    /// let lk = LucasKanade::default();
+    /// let (a, b) = (lk.pyramid(&scene.frames[0]), lk.pyramid(&scene.frames[1]));
+    /// let moved = lk.track_forward(&a, &b, &[[64.0, 48.0], [20.0, 30.0]]);
+    /// assert_eq!(moved.len(), 2);
+    /// ```
+    pub fn track_forward(
+        &self,
+        from: &Pyramid,
+        to: &Pyramid,
+        points: &[[f32; 2]],
+    ) -> Vec<Option<[f32; 2]>> {
+        points
+            .par_iter()
+            .map_init(
+                || Scratch::new(self.config.window),
+                |scratch, &p| self.track_point_with(from, to, p, [0.0; 2], scratch),
+            )
+            .collect()
     }
 
     /// Tracks `points` from the frame of `from` to the frame of `to` with the forward–backward
@@ -670,35 +762,80 @@ mod tests {
         })
     }
 
+    /// Whether the AVX2/FMA window loops can run here (else only the portable ones are tested).
+    fn simd_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     #[test]
     fn window_gradients_of_a_ramp_are_its_slope() {
         let values: Vec<f32> = (0..40 * 40)
             .map(|i| 2.0 * (i % 40) as f32 - 1.5 * (i / 40) as f32)
             .collect();
         let pyramid = Pyramid::from_grey(values, 40, 40, 0, 16);
-        let mut s = Scratch::new(5);
-        let [gxx, gxy, gyy] = s.load(&pyramid.levels()[0], [20.3, 19.6]).unwrap();
-        for r in 0..5 {
-            for c in 0..s.cols {
-                let (gx, gy) = (s.grad_x[r * s.cols + c], s.grad_y[r * s.cols + c]);
-                if c < 5 {
-                    assert!(
-                        (gx - 2.0).abs() < 1e-4 && (gy + 1.5).abs() < 1e-4,
-                        "{gx} {gy}"
-                    );
-                } else {
-                    assert_eq!((gx, gy), (0.0, 0.0));
+        for simd in [false, simd_available()] {
+            let mut s = Scratch::new(5);
+            let plane = &pyramid.levels()[0];
+            let [gxx, gxy, gyy] = if simd {
+                s.load::<true>(plane, [20.3, 19.6]).unwrap()
+            } else {
+                s.load::<false>(plane, [20.3, 19.6]).unwrap()
+            };
+            for r in 0..5 {
+                for c in 0..s.cols {
+                    let (gx, gy) = (s.grad_x[r * s.cols + c], s.grad_y[r * s.cols + c]);
+                    if c < 5 {
+                        assert!(
+                            (gx - 2.0).abs() < 1e-4 && (gy + 1.5).abs() < 1e-4,
+                            "{gx} {gy}"
+                        );
+                    } else {
+                        assert_eq!((gx, gy), (0.0, 0.0));
+                    }
                 }
             }
+            // The template is the ramp sampled around (20.3, 19.6).
+            let centre = s.template[2 * s.cols + 2];
+            assert!(
+                (centre - (2.0 * 20.3 - 1.5 * 19.6)).abs() < 1e-3,
+                "{centre}"
+            );
+            assert!((gxx - 25.0 * 4.0).abs() < 1e-2 && (gxy + 25.0 * 3.0).abs() < 1e-2);
+            assert!((gyy - 25.0 * 2.25).abs() < 1e-2);
         }
-        // The template is the ramp sampled around (20.3, 19.6).
-        let centre = s.template[2 * s.cols + 2];
-        assert!(
-            (centre - (2.0 * 20.3 - 1.5 * 19.6)).abs() < 1e-3,
-            "{centre}"
-        );
-        assert!((gxx - 25.0 * 4.0).abs() < 1e-2 && (gxy + 25.0 * 3.0).abs() < 1e-2);
-        assert!((gyy - 25.0 * 2.25).abs() < 1e-2);
+    }
+
+    #[test]
+    fn simd_and_portable_window_loops_agree() {
+        let a = textured(160, 120, 0.0, 0.0);
+        let b = textured(160, 120, 2.6, 1.7);
+        let lk = LucasKanade::default();
+        let (pa, pb) = (lk.pyramid(&a), lk.pyramid(&b));
+        let mut s = Scratch::new(lk.config.window);
+        for p in [[30.0, 30.0], [80.5, 60.25], [125.0, 90.0]] {
+            let portable = lk
+                .track_point_body::<false>(&pa, &pb, p, [0.0; 2], &mut s)
+                .unwrap();
+            assert!(
+                (portable[0] - p[0] - 2.6).abs() < 0.05 && (portable[1] - p[1] - 1.7).abs() < 0.05,
+                "{portable:?}"
+            );
+            if simd_available() {
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                let simd = unsafe { lk.track_point_avx2(&pa, &pb, p, [0.0; 2], &mut s) }.unwrap();
+                // Same arithmetic up to FMA rounding.
+                assert!(
+                    (simd[0] - portable[0]).abs() < 1e-3 && (simd[1] - portable[1]).abs() < 1e-3,
+                    "{simd:?} {portable:?}"
+                );
+            }
+        }
     }
 
     #[test]

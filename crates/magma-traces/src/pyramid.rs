@@ -89,33 +89,42 @@ impl Plane {
         if !fits {
             return None;
         }
-        let (ax, ay) = (x0 - fx, y0 - fy);
         Some(WindowAt {
             offset: py as usize * self.stride + px as usize,
-            weights: [
-                (1.0 - ax) * (1.0 - ay),
-                ax * (1.0 - ay),
-                (1.0 - ax) * ay,
-                ax * ay,
-            ],
+            fraction: [x0 - fx, y0 - fy],
         })
     }
 
     /// Bilinearly samples `rows` rows of `cols` pixels of the window `at` (from
     /// [`Plane::locate`] on a plane of the same geometry) into `out`, row-major.
     #[inline(always)]
+    ///
+    /// Separably: each source row is interpolated across once (into `out`), then each output
+    /// row is blended with the next one down.
     pub fn sample(&self, at: WindowAt, rows: usize, cols: usize, out: &mut [f32]) {
-        let [w00, w01, w10, w11] = at.weights;
-        for (r, out_row) in out.chunks_exact_mut(cols).take(rows).enumerate() {
+        let [ax, ay] = at.fraction;
+        let source_row = |r: usize| {
             let start = at.offset + r * self.stride;
-            let top = &self.data[start..start + cols + 1];
-            let bottom = &self.data[start + self.stride..start + self.stride + cols + 1];
-            let pixels = top[..cols]
-                .iter()
-                .zip(&top[1..])
-                .zip(bottom[..cols].iter().zip(&bottom[1..]));
-            for (o, ((&a, &b), (&c, &d))) in out_row.iter_mut().zip(pixels) {
-                *o = w00 * a + w01 * b + w10 * c + w11 * d;
+            &self.data[start..start + cols + 1]
+        };
+        let out = &mut out[..rows * cols];
+        for (r, out_row) in out.chunks_exact_mut(cols).enumerate() {
+            let source = source_row(r);
+            for ((o, &a), &b) in out_row.iter_mut().zip(source).zip(&source[1..]) {
+                *o = a + ax * (b - a);
+            }
+        }
+        for r in 0..rows {
+            let (row, rest) = out[r * cols..].split_at_mut(cols);
+            if r + 1 < rows {
+                for (o, &b) in row.iter_mut().zip(&rest[..cols]) {
+                    *o += ay * (b - *o);
+                }
+            } else {
+                let source = source_row(rows);
+                for ((o, &a), &b) in row.iter_mut().zip(source).zip(&source[1..]) {
+                    *o += ay * (a + ax * (b - a) - *o);
+                }
             }
         }
     }
@@ -141,12 +150,12 @@ impl Plane {
 }
 
 /// A window placed on a [`Plane`]: where its top-left source pixel is in the padded data and the
-/// bilinear weights of its four neighbours (top-left, top-right, bottom-left, bottom-right),
-/// shared by every pixel of the window and by every plane of the same geometry.
+/// sub-pixel fraction (x, y) of its bilinear interpolation, shared by every pixel of the window
+/// and by every plane of the same geometry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowAt {
     pub offset: usize,
-    pub weights: [f32; 4],
+    pub fraction: [f32; 2],
 }
 
 /// An image pyramid: level 0 is the full-resolution grey image, each next level half the size.
