@@ -1,8 +1,9 @@
 //! LLaMA decoder: RMSNorm, rotary embeddings (rotate-half), grouped-query attention, SwiGLU MLP.
 
 use crate::config::TextConfig;
+use crate::embedding::Embedding;
 use crate::error::{ModelError, Result};
-use crate::kernels::attention::causal_softmax;
+use crate::kernels::attention::causal_attention;
 use crate::linear::Linear;
 use crate::weights::Weights;
 use candle_core::{DType, Device, Tensor};
@@ -126,7 +127,6 @@ impl Attention {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
         cache: &mut KvCache,
     ) -> candle_core::Result<Tensor> {
         let (b, len, _) = x.dims3()?;
@@ -141,30 +141,8 @@ impl Attention {
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         let (k, v) = cache.append(&k, &v)?;
-        let total = k.dim(2)?;
-        // Grouped-query attention without copying keys: query heads h·rep..(h+1)·rep share
-        // key/value head h (HF's repeat_kv order), so fold them into the row axis.
-        let rep = self.heads / self.kv_heads;
-        let q = q.reshape((b, self.kv_heads, rep * len, self.head_dim))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = q.matmul(&k.t()?)?;
-        let probs = match mask {
-            Some(mask) if !x.device().is_cpu() || x.dtype() != DType::F32 => {
-                let scores = (scores * scale)?
-                    .reshape((b, self.kv_heads, rep, len, total))?
-                    .broadcast_add(mask)?
-                    .reshape((b, self.kv_heads, rep * len, total))?;
-                candle_nn::ops::softmax_last_dim(&scores)?
-            }
-            Some(_) => causal_softmax(&scores, scale, len, total - len)?,
-            None => candle_nn::ops::softmax_last_dim(&(scores * scale)?)?,
-        };
-        let out = probs
-            .matmul(&v)?
-            .reshape((b, self.heads, len, self.head_dim))?
-            .transpose(1, 2)?
-            .reshape((b, len, self.heads * self.head_dim))?;
-        self.o.forward(&out)
+        let start = k.dim(2)? - len;
+        self.o.forward(&causal_attention(&q, &k, &v, start)?)
     }
 }
 
@@ -202,7 +180,7 @@ pub(crate) struct Layer {
 /// The language model: embeddings, decoder layers, final norm, untied LM head.
 #[derive(Debug, Clone)]
 pub struct LlamaDecoder {
-    embed_tokens: Tensor,
+    embed_tokens: Embedding,
     pub(crate) layers: Vec<Layer>,
     pub(crate) norm: RmsNorm,
     pub(crate) lm_head: Linear,
@@ -214,8 +192,11 @@ impl LlamaDecoder {
     pub fn load(weights: &Weights, cfg: &TextConfig) -> Result<Self> {
         let m = format!("{PREFIX}.model");
         let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
-        let embed_tokens =
-            weights.get(&format!("{m}.embed_tokens.weight"), &[cfg.vocab_size, d])?;
+        let embed_tokens = Embedding::load(
+            weights,
+            &format!("{m}.embed_tokens.weight"),
+            &[cfg.vocab_size, d],
+        )?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|l| {
                 let p = format!("{m}.layers.{l}");
@@ -238,7 +219,7 @@ impl LlamaDecoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear::from_dense(embed_tokens.clone(), None)?
+            Linear::from_dense(embed_tokens.table()?, None)?
         } else {
             Linear::load(
                 weights,
@@ -273,8 +254,7 @@ impl LlamaDecoder {
                 self.config.vocab_size
             )));
         }
-        let ids = Tensor::new(ids, self.embed_tokens.device())?;
-        Ok(self.embed_tokens.index_select(&ids, 0)?)
+        self.embed_tokens.lookup(ids)
     }
 
     /// Runs `[1, len, hidden]` input embeddings at positions `cache.len()..`, appending to the cache.
@@ -301,20 +281,11 @@ impl LlamaDecoder {
             dtype,
             device,
         )?;
-        let mask = if len > 1 {
-            Some(causal_mask(len, start, dtype, device)?)
-        } else {
-            None
-        };
         let mut x = embeds.clone();
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let h = layer.attention.forward(
-                &layer.input_norm.forward(&x)?,
-                &cos,
-                &sin,
-                mask.as_ref(),
-                kv,
-            )?;
+            let h = layer
+                .attention
+                .forward(&layer.input_norm.forward(&x)?, &cos, &sin, kv)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.post_attention_norm.forward(&x)?)?;
             x = (x + h)?;
@@ -331,26 +302,4 @@ impl LlamaDecoder {
     pub fn config(&self) -> &TextConfig {
         &self.config
     }
-}
-
-/// `[len, start + len]`: 0 where query i may see key j (j ≤ start + i), −inf elsewhere.
-fn causal_mask(
-    len: usize,
-    start: usize,
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    let total = start + len;
-    let values: Vec<f32> = (0..len)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j <= start + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Tensor::from_vec(values, (len, total), device)?.to_dtype(dtype)
 }
