@@ -42,12 +42,32 @@ pub struct LucasKanadeConfig {
     /// Smallest ZNCC with the query patch of a point that is still itself (not occluded, not
     /// dragged onto another surface).
     pub appearance_threshold: f32,
+    /// Largest mean absolute grey difference from the query patch of a point that is still
+    /// itself.
+    pub appearance_max_difference: f32,
+    /// Radius in pixels of the search for a lost point's query patch around where it is
+    /// carried ([`crate::occlusion::Appearance::search`]; 0 turns the search off).
+    pub reacquire_radius: usize,
+    /// Smallest ZNCC of a lost point's query patch at the place the search found for the
+    /// point to count as seen again.
+    pub reacquire_threshold: f32,
+    /// Largest mean absolute grey difference there: stricter than for a tracked point, since
+    /// the search tries hundreds of places and takes the best.
+    pub reacquire_max_difference: f32,
+    /// Smallest standard deviation (grey levels) of a query patch worth searching for: a
+    /// flatter one matches somewhere near any place.
+    pub reacquire_min_contrast: f32,
 }
 
 impl Default for LucasKanadeConfig {
     /// Window 21, max level 3, 30 iterations, ε 0.01 px (OpenCV's defaults), forward–backward 1 px,
-    /// appearance check on 7×7 patches at ZNCC 0.5 (chosen on the synthetic benchmark: the best
-    /// balance of moving-point precision and recall among 7/11 px and 0.5/0.7).
+    /// appearance check on 7×7 patches at ZNCC 0.5 and 10 grey levels, re-acquisition search
+    /// within 12 px at ZNCC 0.8 and 4 grey levels for patches with a contrast of at least 1
+    /// grey level (chosen on the synthetic benchmark and a held real frame: patch
+    /// 7/11 and ZNCC 0.5/0.7 for the check; grey limits 10/20/30 for the check and 4/6/10/15
+    /// for the search, at 512×384; looser limits let dragged and wrongly re-acquired background
+    /// points through, and the moving-point precision falls; a contrast floor of 2 loses
+    /// moving points on smooth texture, none lets flat points of a still frame wander).
     fn default() -> Self {
         Self {
             window: 21,
@@ -58,6 +78,11 @@ impl Default for LucasKanadeConfig {
             fb_threshold: 1.0,
             appearance_patch: 7,
             appearance_threshold: 0.5,
+            appearance_max_difference: 10.0,
+            reacquire_radius: 12,
+            reacquire_threshold: 0.8,
+            reacquire_max_difference: 4.0,
+            reacquire_min_contrast: 1.0,
         }
     }
 }
@@ -636,6 +661,7 @@ impl Tracker for LucasKanade {
             queries,
             self.config.appearance_patch,
             self.config.appearance_threshold,
+            self.config.appearance_max_difference,
         );
         let mut states: Vec<PointState> = queries
             .iter()
@@ -713,6 +739,24 @@ impl Tracker for LucasKanade {
                                                 <= (self.config.window / 2) as f32;
                                             near && inside(p) && appearance.matches(image, n, *p)
                                         });
+                                    // Else search for its own small patch around there.
+                                    let found = found.or_else(|| {
+                                        let radius = self.config.reacquire_radius;
+                                        // A flat patch matches anywhere nearby.
+                                        let textured = appearance.contrast(n).is_some_and(|c| {
+                                            c >= self.config.reacquire_min_contrast
+                                        });
+                                        (radius > 0 && textured)
+                                            .then(|| appearance.search(image, n, carried, radius))
+                                            .flatten()
+                                            .filter(|found| {
+                                                found.correlation >= self.config.reacquire_threshold
+                                                    && found.difference
+                                                        <= self.config.reacquire_max_difference
+                                                    && inside(&found.position)
+                                            })
+                                            .map(|found| found.position)
+                                    });
                                     Update {
                                         position: found.unwrap_or(carried),
                                         seen: found.is_some(),

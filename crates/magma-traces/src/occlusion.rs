@@ -53,19 +53,58 @@ pub fn zncc(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// The appearance check: each point's `side`×`side` patch on the query frame, compared by ZNCC
-/// with its patch where the tracker puts it.
+/// Mean absolute difference of two equally long patches (grey levels); infinite when empty.
+///
+/// ```
+/// use magma_traces::occlusion::mean_difference;
+/// assert_eq!(mean_difference(&[1.0, 2.0], &[2.0, 4.0]), 1.5);
+/// ```
+pub fn mean_difference(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return f32::INFINITY;
+    }
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / n as f32
+}
+
+/// The appearance check: each point's `side`×`side` patch on the query frame, compared with its
+/// patch where the tracker puts it by ZNCC (the texture's shape) and by mean absolute
+/// difference (its grey levels).
+///
+/// ZNCC alone is blind to brightness and contrast, and on smooth texture a 7×7 patch is close
+/// to a linear ramp, so any surface whose gradient points the same way correlates well: a
+/// background point dragged onto an occluder of another colour passes. The grey-level
+/// difference catches that.
 #[derive(Debug, Clone)]
 pub struct Appearance {
     side: usize,
     threshold: f32,
+    max_difference: f32,
     references: Vec<Option<Vec<f32>>>,
+}
+
+/// Where [`Appearance::search`] found a point's query patch, and how well it matches there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Found {
+    pub position: [f32; 2],
+    /// ZNCC with the query patch, in [−1, 1].
+    pub correlation: f32,
+    /// Mean absolute grey difference from the query patch.
+    pub difference: f32,
 }
 
 impl Appearance {
     /// Samples the reference patches of `queries` on `image` (the query frame's finest level).
+    /// A point still looks like itself where its patch has ZNCC ≥ `threshold` with the
+    /// reference and differs from it by at most `max_difference` grey levels on average.
     /// `side` 0 turns the check off (every point always passes).
-    pub fn new(image: &Plane, queries: &[[f32; 2]], side: usize, threshold: f32) -> Self {
+    pub fn new(
+        image: &Plane,
+        queries: &[[f32; 2]],
+        side: usize,
+        threshold: f32,
+        max_difference: f32,
+    ) -> Self {
         let references = queries
             .iter()
             .map(|&q| (side > 0).then(|| patch(image, q, side)).flatten())
@@ -73,6 +112,7 @@ impl Appearance {
         Self {
             side,
             threshold,
+            max_difference,
             references,
         }
     }
@@ -85,7 +125,107 @@ impl Appearance {
         let Some(Some(reference)) = self.references.get(n) else {
             return false;
         };
-        patch(image, p, self.side).is_some_and(|here| zncc(reference, &here) >= self.threshold)
+        patch(image, p, self.side).is_some_and(|here| {
+            mean_difference(reference, &here) <= self.max_difference
+                && zncc(reference, &here) >= self.threshold
+        })
+    }
+
+    /// Standard deviation of point `n`'s query patch (grey levels; `None` when the check is off
+    /// or the point has none): how far apart in grey levels places on its texture are, so a
+    /// patch with little of it cannot be told apart from its surroundings.
+    pub fn contrast(&self, n: usize) -> Option<f32> {
+        let reference = self.references.get(n)?.as_ref()?;
+        let count = reference.len().max(1) as f32;
+        let mean = reference.iter().sum::<f32>() / count;
+        let variance = reference.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / count;
+        Some(variance.sqrt())
+    }
+
+    /// Searches a `(2·radius+1)²` grid of whole-pixel offsets around `around` for the place
+    /// where point `n`'s query patch correlates best, refined to sub-pixel by a parabola
+    /// through the neighbouring scores (`None` when the check is off, the point has no
+    /// reference or the search area leaves the padded plane).
+    ///
+    /// Re-acquiring a point this way needs only its own small patch to match, where the
+    /// tracker's larger window also takes in the surroundings of the query frame, which have
+    /// moved on when the point belongs to a moving object.
+    ///
+    /// ```
+    /// use magma_traces::occlusion::Appearance;
+    /// use magma_traces::pyramid::Pyramid;
+    /// let texture = |x: f32, y: f32| 100.0 + 40.0 * (0.4 * x).sin() * (0.3 * y).cos() + 20.0 * (0.17 * x + 0.23 * y).sin();
+    /// let grey = |dx: f32, dy: f32| (0..64 * 64).map(|i| texture((i % 64) as f32 - dx, (i / 64) as f32 - dy)).collect();
+    /// let first = Pyramid::from_grey(grey(0.0, 0.0), 64, 64, 0, 24);
+    /// let later = Pyramid::from_grey(grey(5.0, -3.0), 64, 64, 0, 24);
+    /// let check = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 7, 0.5, 10.0);
+    /// // The point is now at (35, 27); search from 6 px away.
+    /// let found = check.search(&later.levels()[0], 0, [31.0, 31.0], 8).unwrap();
+    /// let [x, y] = found.position;
+    /// assert!((x - 35.0).abs() < 0.3 && (y - 27.0).abs() < 0.3, "{found:?}");
+    /// assert!(found.correlation > 0.99 && found.difference < 1.0, "{found:?}");
+    /// ```
+    pub fn search(
+        &self,
+        image: &Plane,
+        n: usize,
+        around: [f32; 2],
+        radius: usize,
+    ) -> Option<Found> {
+        let reference = self.references.get(n)?.as_ref()?;
+        let side = self.side;
+        let span = 2 * radius + 1;
+        let width = span + side - 1;
+        let mut region = vec![0.0; width * width];
+        if !image.sample_window(around[0], around[1], width / 2, &mut region) {
+            return None;
+        }
+        let mut here = vec![0.0; side * side];
+        let mut scores = vec![f32::NEG_INFINITY; span * span];
+        for oy in 0..span {
+            for ox in 0..span {
+                for (r, row) in here.chunks_exact_mut(side).enumerate() {
+                    let start = (oy + r) * width + ox;
+                    row.copy_from_slice(&region[start..start + side]);
+                }
+                scores[oy * span + ox] = zncc(reference, &here);
+            }
+        }
+        let (best, &score) = scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
+        let (bx, by) = (best % span, best / span);
+        // Vertex of the parabola through three neighbouring scores, within half a pixel.
+        let vertex = |before: f32, at: f32, after: f32| {
+            let curvature = before - 2.0 * at + after;
+            if curvature < 0.0 {
+                (0.5 * (before - after) / curvature).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            }
+        };
+        let fx = if bx > 0 && bx + 1 < span {
+            vertex(scores[best - 1], score, scores[best + 1])
+        } else {
+            0.0
+        };
+        let fy = if by > 0 && by + 1 < span {
+            vertex(scores[best - span], score, scores[best + span])
+        } else {
+            0.0
+        };
+        let position = [
+            around[0] + bx as f32 - radius as f32 + fx,
+            around[1] + by as f32 - radius as f32 + fy,
+        ];
+        let difference =
+            patch(image, position, side).map_or(f32::INFINITY, |p| mean_difference(reference, &p));
+        Some(Found {
+            position,
+            correlation: score,
+            difference,
+        })
     }
 }
 
@@ -210,10 +350,14 @@ mod tests {
         let first = plane(64, 64, texture);
         let shifted = plane(64, 64, |x, y| texture(x - 3.0, y + 2.0));
         let other = plane(64, 64, |x, y| 100.0 + 40.0 * (0.23 * x + 0.5 * y).sin());
-        let check = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 11, 0.7);
+        let check = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 11, 0.7, 10.0);
         assert!(check.matches(&shifted.levels()[0], 0, [33.0, 28.0]));
         assert!(!check.matches(&other.levels()[0], 0, [33.0, 28.0]));
-        let off = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 0, 0.7);
+        // The same texture 30 grey levels brighter correlates perfectly but is another surface.
+        let brighter = plane(64, 64, |x, y| texture(x - 3.0, y + 2.0) + 30.0);
+        assert!(!check.matches(&brighter.levels()[0], 0, [33.0, 28.0]));
+        assert!(check.contrast(0).is_some_and(|c| c > 10.0));
+        let off = Appearance::new(&first.levels()[0], &[[30.0, 30.0]], 0, 0.7, 10.0);
         assert!(off.matches(&other.levels()[0], 0, [33.0, 28.0]));
     }
 

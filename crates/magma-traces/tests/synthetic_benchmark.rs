@@ -38,19 +38,26 @@ fn zoom_and_roll_are_tracked() {
 
 #[test]
 fn moving_objects_are_found() {
+    // The full benchmark size (the README table's): at 256×192 the 21-px tracking window spans
+    // whole objects, so their points track far worse than at the 512-px ToM frame size.
+    let config = EvalConfig::default();
     for kind in [
         SceneKind::Objects,
         SceneKind::PanObjects,
         SceneKind::Combined,
     ] {
-        let r = report(kind);
-        assert!(r.moving_truth >= 5, "{kind:?}: {r:?}");
-        // Measured (256×192, 12 frames, 12×12 grid): precision 0.78 / 0.80 / 0.82 and recall
-        // 0.78 / 0.89 / 1.00 (objects / pan-objects / combined); plain chained Lucas–Kanade
-        // without the appearance check scored precision 0.39 / 0.39 / 0.38 at recall 1.00.
-        assert!(r.moving_recall.unwrap_or(0.0) >= 0.7, "{kind:?}: {r:?}");
-        assert!(r.moving_precision.unwrap_or(0.0) >= 0.7, "{kind:?}: {r:?}");
-        assert!(r.tap_vid.position_accuracy > 0.75, "{kind:?}: {r:?}");
+        let r = evaluate_scene(kind, &config, &LucasKanade::default()).unwrap();
+        eprintln!("{}", markdown_table(std::slice::from_ref(&r)));
+        assert!(r.moving_truth >= 10, "{kind:?}: {r:?}");
+        // Measured (512×384, 24 frames, 15×15 grid, seed 0): precision 1.00 / 1.00 / 1.00 and
+        // recall 0.93 / 0.93 / 0.93 (objects / pan-objects / combined). Without the grey-level
+        // limits and the re-acquisition search: precision 0.85 / 0.83 / 0.83, recall 0.79 /
+        // 0.71 / 0.71; plain chained Lucas–Kanade without any appearance check: precision
+        // about 0.4.
+        assert!(r.moving_recall.unwrap_or(0.0) >= 0.9, "{kind:?}: {r:?}");
+        assert!(r.moving_precision.unwrap_or(0.0) >= 0.9, "{kind:?}: {r:?}");
+        assert!(r.tap_vid.position_accuracy > 0.95, "{kind:?}: {r:?}");
+        assert!(r.tap_vid.average_jaccard > 0.9, "{kind:?}: {r:?}");
     }
 }
 
