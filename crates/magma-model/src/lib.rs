@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod config;
 pub mod device;
+pub mod embedding;
 pub mod error;
 pub mod generation;
 pub mod hub;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod pipeline;
 pub mod projector;
 pub mod quant;
+pub mod random;
 pub mod vision;
 pub mod weights;
 

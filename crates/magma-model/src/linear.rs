@@ -1,6 +1,7 @@
 //! Linear layers behind one small type, so quantized weights can replace dense ones later.
 
 use crate::error::Result;
+use crate::kernels::qmatvec;
 use crate::weights::Weights;
 use candle_core::quantized::QMatMul;
 use candle_core::{Module, Tensor};
@@ -8,7 +9,9 @@ use candle_core::{Module, Tensor};
 /// `y = x·Wᵀ + b` over the last axis of `x`, whatever its rank.
 ///
 /// The weight is held as a [`QMatMul`], so dense (`QMatMul::Tensor`) and GGUF-quantized
-/// (`QMatMul::QTensor`) weights share one code path.
+/// (`QMatMul::QTensor`) weights share one code path. Quantized weights on the CPU are run by
+/// [`crate::kernels::qmatvec`] on their stored blocks (candle's own product would keep a second,
+/// repacked copy of each weight).
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: QMatMul,
@@ -75,6 +78,10 @@ impl Linear {
                 let dense = q.dequantize(flat.device())?.to_dtype(flat.dtype())?;
                 flat.matmul(&dense.t()?)?
             }
+            QMatMul::QTensor(q) => match qmatvec::quantized_matmul(q, &flat)? {
+                Some(y) => y,
+                None => self.weight.forward(&flat)?,
+            },
             weight => weight.forward(&flat)?,
         };
         if let Some(bias) = &self.bias {

@@ -430,6 +430,19 @@ fn encode(tensor: &PlannedTensor) -> Result<Vec<u8>> {
     Ok(quantized.data()?.into_owned())
 }
 
+/// The dtype `name` is stored in by the checkpoint `files` (`None`: no such tensor).
+pub(crate) fn stored_dtype(files: &[PathBuf], name: &str) -> Result<Option<DType>> {
+    for file in files {
+        if let Some(tensor) = read_safetensors_index(file)?
+            .into_iter()
+            .find(|t| t.name == name)
+        {
+            return Ok(Some(tensor.dtype));
+        }
+    }
+    Ok(None)
+}
+
 /// The tensor table of a safetensors file (names, dtypes, shapes, byte ranges).
 fn read_safetensors_index(path: &Path) -> Result<Vec<SourceTensor>> {
     let invalid = |reason: String| ModelError::InvalidSafetensors {
@@ -806,6 +819,29 @@ impl GgufTensors {
             .read(name, shape, device)?
             .dequantize(device)?
             .to_dtype(dtype)?)
+    }
+
+    /// An embedding table: F16/BF16 as stored (its rows are converted when looked up), anything
+    /// else dense in `dtype`.
+    pub fn embedding_table(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let tensor = self.read(name, shape, device)?;
+        let stored = match tensor.dtype() {
+            GgmlDType::F16 => DType::F16,
+            GgmlDType::BF16 => DType::BF16,
+            _ => return Ok(tensor.dequantize(device)?.to_dtype(dtype)?),
+        };
+        Ok(Tensor::from_raw_buffer(
+            &tensor.data()?,
+            stored,
+            shape,
+            device,
+        )?)
     }
 
     /// A linear weight: quantized as stored, or dense in `dtype`.

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 /// Where tensors come from.
 enum Source {
-    Checkpoint(VarBuilder<'static>),
+    /// Memory-mapped safetensors and the files they come from.
+    Checkpoint(VarBuilder<'static>, Vec<PathBuf>),
     /// Random tensors of sensible scale, created on demand (timing benches only).
     Random,
     /// A `model.gguf` written by `magma quantize`.
@@ -47,7 +48,7 @@ impl Weights {
         // them not being modified while the model is alive.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
         Ok(Self {
-            source: Source::Checkpoint(vb),
+            source: Source::Checkpoint(vb, files),
             dtype,
             device: device.clone(),
             quantize: None,
@@ -77,7 +78,7 @@ impl Weights {
     /// Whether the checkpoint has a tensor of this name (always false for random weights).
     pub fn contains(&self, name: &str) -> bool {
         match &self.source {
-            Source::Checkpoint(vb) => vb.contains_tensor(name),
+            Source::Checkpoint(vb, _) => vb.contains_tensor(name),
             Source::Random => false,
             Source::Gguf(file) => file.contains(name),
         }
@@ -91,7 +92,7 @@ impl Weights {
     /// Like [`Weights::get`] but converted to `dtype` (norm weights stay f32, for example).
     pub fn get_as(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
         match &self.source {
-            Source::Checkpoint(vb) => {
+            Source::Checkpoint(vb, _) => {
                 let tensor = self.load_unchecked(vb, name)?;
                 if tensor.dims() != shape {
                     return Err(ModelError::ShapeMismatch {
@@ -113,7 +114,7 @@ impl Weights {
         match (found, &self.source) {
             (Some(name), _) => self.get(name, shape),
             (None, Source::Random) => self.get(names.first().copied().unwrap_or(""), shape),
-            (None, Source::Checkpoint(_) | Source::Gguf(_)) => Err(ModelError::MissingTensor {
+            (None, Source::Checkpoint(..) | Source::Gguf(_)) => Err(ModelError::MissingTensor {
                 name: names.join("` or `"),
             }),
         }
@@ -122,7 +123,7 @@ impl Weights {
     /// The shape of a stored tensor (loads it; meant for small tensors while inferring geometry).
     pub fn shape_of(&self, name: &str) -> Result<Vec<usize>> {
         match &self.source {
-            Source::Checkpoint(vb) => Ok(self.load_unchecked(vb, name)?.dims().to_vec()),
+            Source::Checkpoint(vb, _) => Ok(self.load_unchecked(vb, name)?.dims().to_vec()),
             Source::Random => Err(ModelError::MissingTensor {
                 name: name.to_string(),
             }),
@@ -142,10 +143,36 @@ impl Weights {
     pub fn linear_weight(&self, name: &str, shape: &[usize]) -> Result<QMatMul> {
         match (&self.source, self.quantize) {
             (Source::Gguf(file), _) => file.linear(name, shape, self.dtype, &self.device),
+            (Source::Random, Some(format)) => random_linear(name, shape, format, &self.device),
             (_, Some(format)) => {
                 crate::quant::quantize_linear(name, &self.get_as(name, shape, DType::F32)?, format)
             }
             (_, None) => Ok(QMatMul::Tensor(self.get(name, shape)?)),
+        }
+    }
+
+    /// An embedding table, kept in its stored dtype when the linear layers are quantized (a
+    /// quantized run's point is memory) and converted to [`Weights::dtype`] otherwise.
+    ///
+    /// Random tables of quantized runs are bf16, the dtype of the released checkpoints.
+    pub fn embedding_table(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let half = |dtype: DType| matches!(dtype, DType::BF16 | DType::F16);
+        match (&self.source, self.quantize) {
+            (Source::Gguf(file), _) => file.embedding_table(name, shape, self.dtype, &self.device),
+            (Source::Random, Some(_)) => Ok(crate::random::dense(
+                shape,
+                random_std(shape),
+                DType::BF16,
+                crate::random::seed_of(name),
+                &self.device,
+            )?),
+            (Source::Checkpoint(_, files), Some(_)) => {
+                match crate::quant::stored_dtype(files, name)? {
+                    Some(stored) if half(stored) => self.get_as(name, shape, stored),
+                    _ => self.get(name, shape),
+                }
+            }
+            (_, None) => self.get(name, shape),
         }
     }
 
@@ -167,13 +194,35 @@ fn random_tensor(name: &str, shape: &[usize], device: &Device) -> candle_core::R
     if shape.len() <= 1 {
         return Tensor::ones(shape, DType::F32, device);
     }
+    Tensor::randn(0f32, random_std(shape), shape, device)
+}
+
+/// The standard deviation of a random matrix: 1/√fan_in.
+fn random_std(shape: &[usize]) -> f32 {
     let fan_in: usize = shape.iter().skip(1).product();
-    Tensor::randn(
-        0f32,
-        (1.0 / (fan_in.max(1) as f64).sqrt()) as f32,
-        shape,
-        device,
-    )
+    (1.0 / (fan_in.max(1) as f64).sqrt()) as f32
+}
+
+/// A random `[out, in]` linear weight built directly in `format`'s block type (dense f32 when
+/// no block fits its input dim), without an f32 copy.
+fn random_linear(
+    name: &str,
+    shape: &[usize],
+    format: crate::quant::QuantFormat,
+    device: &Device,
+) -> Result<QMatMul> {
+    let (&[rows, cols], Device::Cpu) = (shape, device) else {
+        let dense = random_tensor(name, shape, device)?;
+        return crate::quant::quantize_linear(name, &dense, format);
+    };
+    let std = random_std(shape);
+    match format.block_type_for(cols).0 {
+        Some(block) => {
+            let q = crate::random::quantized(block, rows, cols, std, crate::random::seed_of(name))?;
+            Ok(QMatMul::QTensor(std::sync::Arc::new(q)))
+        }
+        None => Ok(QMatMul::Tensor(random_tensor(name, shape, device)?)),
+    }
 }
 
 /// The safetensors files of a model folder: one file, or the shards of an index.

@@ -6,4 +6,5 @@ pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
 pub mod elementwise;
+pub mod qmatvec;
 mod simd;
