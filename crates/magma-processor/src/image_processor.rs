@@ -6,7 +6,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::grid::{best_grid, Grid};
-use crate::resize::{resize_into_tiles, TileLayout};
+use crate::resize::{resize_to_tiles, RowSource, Tap, TileLayout};
 use crate::{read_json, ProcessorError};
 
 /// OpenAI CLIP mean, the reference class default.
@@ -240,28 +240,51 @@ impl ImageProcessor {
             tile_h: base,
             tile_w: base,
         };
-        let (w, h) = (width as usize, height as usize);
-        let pixels: &[u8] = img.as_raw();
-        let mut crops = vec![0f32; rows * cols * 3 * base * base];
-        resize_into_tiles(
-            3,
-            h,
-            w,
-            layout,
-            |c, y, row| {
-                let lut = &self.lut[c];
-                let channel_values = pixels[y * w * 3 + c..(y + 1) * w * 3].iter().step_by(3);
-                for (dst, &v) in row.iter_mut().zip(channel_values) {
-                    *dst = lut[v as usize];
-                }
-            },
-            &mut crops,
-        );
+        let source = NormalizedRgb {
+            pixels: img.as_raw(),
+            width: width as usize,
+            height: height as usize,
+            lut: &self.lut,
+        };
         Ok(PreprocessedImage {
             grid: Grid { rows, cols },
             base,
-            crops,
+            crops: resize_to_tiles(&source, layout),
         })
+    }
+}
+
+/// An 8-bit RGB image seen through the normalisation table: the resize reads normalised values
+/// straight from the interleaved pixels.
+struct NormalizedRgb<'a> {
+    pixels: &'a [u8],
+    width: usize,
+    height: usize,
+    lut: &'a [[f32; 256]; 3],
+}
+
+impl RowSource for NormalizedRgb<'_> {
+    fn channels(&self) -> usize {
+        3
+    }
+
+    fn size(&self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+
+    fn interpolate_row(&self, y: usize, taps: &[Tap], out: &mut [f32]) {
+        let (pixels, _) = self.pixels.as_chunks::<3>();
+        let row = &pixels[y * self.width..(y + 1) * self.width];
+        let (r, gb) = out.split_at_mut(taps.len());
+        let (g, b) = gb.split_at_mut(taps.len());
+        let [lut_r, lut_g, lut_b] = &self.lut;
+        // All three channels per tap: one bounds check and one weight load serve three outputs.
+        for (((&t, r), g), b) in taps.iter().zip(r).zip(g).zip(b) {
+            let (p0, p1) = (row[t.i0], row[t.i1]);
+            *r = t.blend(lut_r[usize::from(p0[0])], lut_r[usize::from(p1[0])]);
+            *g = t.blend(lut_g[usize::from(p0[1])], lut_g[usize::from(p1[1])]);
+            *b = t.blend(lut_b[usize::from(p0[2])], lut_b[usize::from(p1[2])]);
+        }
     }
 }
 
