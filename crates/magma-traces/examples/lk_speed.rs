@@ -49,10 +49,12 @@ fn plain(lk: &LucasKanade, frames: &[RgbImage], queries: &[[f32; 2]], backward: 
         let last = points.last().cloned().unwrap_or_default();
         // Per point: where it went (None: not tracked) and whether it is forward–backward
         // consistent.
+        // Every point is tracked, dead or alive, as OpenCV tracks the whole array it is given.
         let results: Vec<(Option<[f32; 2]>, bool)> = if backward {
-            lk.track_pair(&previous, &next, &last, &alive)
+            lk.track_pair(&previous, &next, &last, &vec![true; last.len()])
                 .iter()
-                .map(|r| (r.position, r.consistent))
+                .zip(&alive)
+                .map(|(r, &a)| (r.position.filter(|_| a), r.consistent))
                 .collect()
         } else {
             lk.track_forward(&previous, &next, &last)
