@@ -10,12 +10,15 @@
 //! chained tracker:
 //!
 //! * a point is *verified* in a frame when its small intensity patch still correlates (zero-mean
-//!   normalised cross-correlation, ZNCC) with its patch on the query frame;
+//!   normalised cross-correlation, ZNCC) with its patch on the query frame and keeps its grey
+//!   levels (mean absolute difference);
 //! * a point that fails is *lost*: invisible, and carried from frame to frame by the motion of the
 //!   verified points (a RANSAC homography, i.e. the dominant surface) plus its own median
 //!   residual step from the frames where it was verified (so occluded movers keep moving);
 //! * a lost point is re-acquired where its query patch, matched by the tracker near the carried
-//!   position, correlates again.
+//!   position, correlates again, or else where a search of the patch around the carried position
+//!   finds it with a stricter grey-level limit ([`Appearance::search`]): the tracker's window
+//!   takes in the query frame's surroundings of the point, which a moving object has left.
 
 use crate::homography::{find_homography_ransac, Homography, RansacConfig};
 use crate::pyramid::Plane;
