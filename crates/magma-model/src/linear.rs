@@ -67,6 +67,14 @@ impl Linear {
         })
     }
 
+    /// The `[out, in]` weight when it is held dense (not quantized), for fused kernels.
+    pub(crate) fn dense_weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            QMatMul::Tensor(w) => Some(w),
+            _ => None,
+        }
+    }
+
     /// Applies the layer to the last axis; leading axes are flattened into one matrix product.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims();

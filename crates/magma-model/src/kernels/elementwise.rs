@@ -6,44 +6,56 @@
 //! Stegun 7.1.26, absolute error ≤ 1.5e-7).
 
 use super::simd::dispatch;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task (amortises scheduling over small rows).
 const MIN_CHUNK_ELEMS: usize = 1 << 15;
 
-/// `gelu_erf(x + bias)` over the last axis of a contiguous `x` (`bias`: `[C]`).
+/// `gelu_erf(x + bias)` over the last axis of `x` (`bias`: `[C]`), computed in place.
+///
+/// Takes `x` by value because its storage is overwritten when it is a contiguous f32 CPU tensor
+/// (in the ConvNeXt MLP it is the fresh `fc1` output, the largest activation of the tower, so
+/// not allocating a second one saves both the copy and the page faults of a new buffer).
+/// Pass a tensor nothing else reads.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let x = Tensor::new(&[[0.5f32, -1.0], [2.0, 0.0]], &Device::Cpu)?;
 /// let bias = Tensor::new(&[0.5f32, 0.0], &Device::Cpu)?;
-/// let y = magma_model::kernels::elementwise::bias_gelu(&x, &bias)?.to_vec2::<f32>()?;
+/// let y = magma_model::kernels::elementwise::bias_gelu(x, &bias)?.to_vec2::<f32>()?;
 /// assert!((y[0][0] - 0.841_345).abs() < 1e-5); // gelu(1)
 /// assert!((y[0][1] + 0.158_655).abs() < 1e-5); // gelu(-1)
 /// # Ok::<(), candle_core::Error>(())
 /// ```
-pub fn bias_gelu(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+pub fn bias_gelu(x: Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || !x.is_contiguous() {
         return x.broadcast_add(bias)?.gelu_erf();
     }
-    x.contiguous()?
-        .apply_op2_no_bwd(&bias.to_dtype(DType::F32)?.contiguous()?, &BiasGelu)
+    x.inplace_op2(&bias.to_dtype(DType::F32)?.contiguous()?, &BiasGelu)?;
+    Ok(x)
 }
 
 /// `residual + scale · (y + bias)` over the last axis; `bias_scale` is `[2, C]` (bias; scale).
 /// This is the tail of a ConvNeXt block (fc2 bias, layer scale, skip connection).
-pub fn scaled_residual(y: &Tensor, bias_scale: &Tensor, residual: &Tensor) -> Result<Tensor> {
-    if !y.device().is_cpu() || y.dtype() != DType::F32 || residual.dtype() != DType::F32 {
+///
+/// Like [`bias_gelu`], it overwrites `y` (the fresh `fc2` output) when it can.
+pub fn scaled_residual(y: Tensor, bias_scale: &Tensor, residual: &Tensor) -> Result<Tensor> {
+    let fused = y.device().is_cpu()
+        && y.dtype() == DType::F32
+        && residual.dtype() == DType::F32
+        && y.is_contiguous();
+    if !fused {
         let bias = bias_scale.get(0)?;
         let scale = bias_scale.get(1)?;
         return y.broadcast_add(&bias)?.broadcast_mul(&scale)? + residual;
     }
-    y.contiguous()?.apply_op3_no_bwd(
+    y.inplace_op3(
         &bias_scale.to_dtype(DType::F32)?.contiguous()?,
         &residual.contiguous()?,
         &ScaledResidual,
-    )
+    )?;
+    Ok(y)
 }
 
 pub(super) fn f32_slice<'a>(
@@ -57,6 +69,21 @@ pub(super) fn f32_slice<'a>(
     };
     match layout.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: expected a contiguous tensor"),
+    }
+}
+
+fn f32_slice_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a mut [f32]> {
+    let data = match storage {
+        CpuStorage::F32(d) => d,
+        _ => candle_core::bail!("{op}: expected f32"),
+    };
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&mut data[a..b]),
         None => candle_core::bail!("{op}: expected a contiguous tensor"),
     }
 }
@@ -85,7 +112,7 @@ pub(super) fn exp_approx(x: f32) -> f32 {
 
 /// Exact-erf GELU, `x/2 · (1 + erf(x/√2))`.
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(super) fn gelu(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -105,62 +132,57 @@ fn gelu(x: f32) -> f32 {
 
 struct BiasGelu;
 
-impl CustomOp2 for BiasGelu {
+impl InplaceOp2 for BiasGelu {
     fn name(&self) -> &'static str {
         "bias-gelu-erf"
     }
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
+        s1: &mut CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, self.name())?;
+    ) -> Result<()> {
         let bias = f32_slice(s2, l2, self.name())?;
         let c = bias.len();
-        if c == 0 || x.len() % c != 0 || l1.shape().dims().last() != Some(&c) {
+        if c == 0 || l1.shape().dims().last() != Some(&c) {
             candle_core::bail!(
                 "bias-gelu: bias {:?} does not fit {:?}",
                 l2.shape(),
                 l1.shape()
             )
         }
-        let mut out = vec![0f32; x.len()];
-        let chunk = chunk_len(c);
-        out.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(dst, src)| {
-                dispatch(|| {
-                    for (d_row, s_row) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                        for ((d, s), b) in d_row.iter_mut().zip(s_row).zip(bias) {
-                            *d = gelu(s + b);
-                        }
+        let x = f32_slice_mut(s1, l1, self.name())?;
+        x.par_chunks_mut(chunk_len(c)).for_each(|chunk| {
+            dispatch(|| {
+                for row in chunk.chunks_exact_mut(c) {
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v = gelu(*v + b);
                     }
-                })
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+                }
+            })
+        });
+        Ok(())
     }
 }
 
 struct ScaledResidual;
 
-impl CustomOp3 for ScaledResidual {
+impl InplaceOp3 for ScaledResidual {
     fn name(&self) -> &'static str {
         "scaled-residual"
     }
 
     fn cpu_fwd(
         &self,
-        s1: &CpuStorage,
+        s1: &mut CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
         s3: &CpuStorage,
         l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let y = f32_slice(s1, l1, self.name())?;
+    ) -> Result<()> {
         let bias_scale = f32_slice(s2, l2, self.name())?;
         let residual = f32_slice(s3, l3, self.name())?;
         let c = bias_scale.len() / 2;
@@ -173,26 +195,20 @@ impl CustomOp3 for ScaledResidual {
             )
         }
         let (bias, scale) = bias_scale.split_at(c);
-        let mut out = vec![0f32; y.len()];
+        let y = f32_slice_mut(s1, l1, self.name())?;
         let chunk = chunk_len(c);
-        out.par_chunks_mut(chunk)
-            .zip(y.par_chunks(chunk).zip(residual.par_chunks(chunk)))
-            .for_each(|(dst, (src, res))| {
+        y.par_chunks_mut(chunk)
+            .zip(residual.par_chunks(chunk))
+            .for_each(|(dst, res)| {
                 dispatch(|| {
-                    for ((d_row, s_row), r_row) in dst
-                        .chunks_exact_mut(c)
-                        .zip(src.chunks_exact(c))
-                        .zip(res.chunks_exact(c))
-                    {
-                        for ((((d, s), r), b), g) in
-                            d_row.iter_mut().zip(s_row).zip(r_row).zip(bias).zip(scale)
-                        {
-                            *d = r + g * (s + b);
+                    for (d_row, r_row) in dst.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
+                        for (((d, r), b), g) in d_row.iter_mut().zip(r_row).zip(bias).zip(scale) {
+                            *d = r + g * (*d + b);
                         }
                     }
                 })
             });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok(())
     }
 }
 
@@ -229,7 +245,7 @@ mod tests {
         let x = (Tensor::randn(0f32, 3.0, (97, 40), &dev)? - 0.5)?;
         let bias = Tensor::randn(0f32, 1.0, 40, &dev)?;
         let expected = x.broadcast_add(&bias)?.gelu_erf()?;
-        let diff = max_diff(&bias_gelu(&x, &bias)?, &expected);
+        let diff = max_diff(&bias_gelu(x.copy()?, &bias)?, &expected);
         assert!(diff < 5e-7, "max diff {diff}");
         Ok(())
     }
@@ -244,7 +260,10 @@ mod tests {
             .broadcast_add(&bias_scale.get(0)?)?
             .broadcast_mul(&bias_scale.get(1)?)?
             + &residual)?;
-        let diff = max_diff(&scaled_residual(&y, &bias_scale, &residual)?, &expected);
+        let diff = max_diff(
+            &scaled_residual(y.copy()?, &bias_scale, &residual)?,
+            &expected,
+        );
         assert!(diff < 1e-6, "max diff {diff}");
         Ok(())
     }

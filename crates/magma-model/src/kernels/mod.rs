@@ -6,5 +6,6 @@ pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
 pub mod elementwise;
+pub mod mlp;
 pub mod qmatvec;
 mod simd;
