@@ -148,13 +148,14 @@ mod tests {
 
     #[test]
     fn bf16_rounding_matches_candle() -> Result<()> {
-        // 1 + 2⁻⁸ is a tie: it rounds to even (1.0)
+        // 1 + 2⁻⁸ and 1 + 3·2⁻⁸ are ties: they round to the even neighbour (1.0, 1 + 2⁻⁶)
+        let tie = 2f32.powi(-8);
         let xs = [
             1.0f32,
-            -0.333_333_34,
-            1.003_906_25,
-            1.011_718_75,
-            3.141_592_7,
+            -1.0 / 3.0,
+            1.0 + tie,
+            1.0 + 3.0 * tie,
+            std::f32::consts::PI,
             1e-3,
         ];
         let ours: Vec<u8> = xs
