@@ -60,3 +60,23 @@ impl Embedding {
         Ok(self.table.to_dtype(self.dtype)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn an_id_past_the_table_names_itself_and_the_vocabulary() -> Result<()> {
+        let table = Tensor::zeros((3, 2), DType::BF16, &Device::Cpu)?;
+        let err = Embedding::new(table, DType::F32)
+            .lookup(&[1, 3])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("token id 3") && err.contains("size 3"),
+            "{err}"
+        );
+        Ok(())
+    }
+}

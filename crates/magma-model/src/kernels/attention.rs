@@ -9,9 +9,9 @@
 //! its share of the output directly in `[batch, queries, heads·head_dim]` order.
 
 use super::elementwise::exp_approx;
+use super::gemm::{product, Operand};
 use super::simd::dispatch;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -223,63 +223,35 @@ impl BlockTask<'_> {
         SCORES.with_borrow_mut(|scores| {
             scores.clear();
             scores.resize(rows * keys, 0.0);
-            // SAFETY (both products): every operand slice holds exactly the m×k / k×n / m×n
-            // elements the strides describe (checked lengths above), and `dst` is valid for
-            // `rows` rows of `d` floats at stride `dst_stride` (the caller's contract).
+            // SAFETY (both products): q holds rows×d, k and v keys×d, scores rows×keys
+            // elements, as the operands describe; `dst` is valid for `rows` rows of `d` floats at
+            // stride `dst_stride` (the caller's contract) and overlaps no operand.
+            // scores[rows, keys] = q · kᵀ
             unsafe {
-                // scores[rows, keys] = q · kᵀ
-                gemm::gemm(
-                    rows,
-                    keys,
-                    d,
+                product(
+                    (rows, keys, d),
                     scores.as_mut_ptr(),
-                    1,
-                    keys as isize,
-                    false,
-                    self.q.as_ptr(),
-                    1,
-                    d as isize,
-                    self.k.as_ptr(),
-                    d as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+                    keys,
+                    Operand::rows(self.q, d),
+                    Operand::transposed(self.k, d),
+                )
+            };
             for (r, row) in scores.chunks_exact_mut(keys).enumerate() {
                 let visible = (self.first_visible + r).min(keys);
                 let (seen, masked) = row.split_at_mut(visible);
                 dispatch(|| softmax_in_place(seen, self.scale));
                 masked.fill(0.0);
             }
+            // out[rows, d] = probabilities · v
             unsafe {
-                // out[rows, d] = probabilities · v
-                gemm::gemm(
-                    rows,
-                    d,
-                    keys,
+                product(
+                    (rows, d, keys),
                     dst,
-                    1,
-                    dst_stride as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    keys as isize,
-                    self.v.as_ptr(),
-                    1,
-                    d as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+                    dst_stride,
+                    Operand::rows(scores, keys),
+                    Operand::rows(self.v, d),
+                )
+            };
         });
     }
 }

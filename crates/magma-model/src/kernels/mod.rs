@@ -6,6 +6,7 @@ pub mod depthwise;
 #[cfg(feature = "cuda")]
 mod depthwise_cuda;
 pub mod elementwise;
+mod gemm;
 pub mod mlp;
 pub mod qmatvec;
 mod simd;
