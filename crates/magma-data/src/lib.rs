@@ -1,0 +1,1 @@
+//! Magma's training data: records, converters, curation, jobs.

@@ -1,0 +1,1 @@
+//! Benchmark metrics and the evaluation runner.

@@ -1,0 +1,1 @@
+//! Fine-tuning Magma (projector, LoRA, QLoRA, full).
