@@ -5,11 +5,13 @@ pub mod agent;
 pub mod aitw;
 pub mod answer;
 pub mod mind2web;
+pub mod web;
 
 pub use agent::{resolve_click, ClickSource, UiClick};
 pub use aitw::AitwAction;
 pub use answer::{UiAnswer, UiElement, UiTarget};
 pub use mind2web::{Mind2WebAction, Mind2WebOp};
+pub use web::{ScrollDirection, WebCommand, WebTarget};
 
 use std::collections::BTreeMap;
 
