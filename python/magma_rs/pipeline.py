@@ -1,0 +1,463 @@
+"""Video labelling at scale: manifest of clips -> shots -> CLIP filter -> Trace-of-Mark -> shards.
+
+Every stage is a plain function of one row, so the same job runs on one machine
+(:func:`label_videos_local`) or on a Ray cluster (:func:`label_videos`) and writes byte-identical
+shards:
+
+1. :func:`read_manifest` — one JSON object per line: ``{"id": "...", "path": "...", "task": "..."}``
+   (``path``: a folder of numbered frames, or a video file with the ``video`` build; relative paths
+   are resolved against the manifest's folder). Clip ``i`` goes to shard ``i // clips_per_shard``.
+2. :func:`plan_windows` — shots (``magma_rs.detect_shots`` when the build has it, otherwise the
+   whole clip is one shot), then windows of ``window`` frames every ``window_step`` frames inside
+   each shot (a window never crosses a cut). The record id is deterministic from the clip and the
+   window (:func:`record_id`), so a retried task overwrites, never duplicates.
+3. :class:`ClipFilter` — scores ``clip_frames`` frames per window against the clip's task text
+   and keeps a window iff its best score reaches ``clip_threshold`` (Magma: ViT-L/14@336, 4
+   frames, max >= 0.25). On Ray it is an actor pool: the model is loaded once per actor.
+4. :func:`label_window` — Trace-of-Mark (``magma_rs.tom``) with the seed taken from the record id.
+5. :func:`write_shard` — ``shard-{k:06d}.tar`` (WebDataset: ``{id}.json`` + ``{id}.png``, members
+   sorted by id, fixed metadata, so equal records give equal bytes) and ``shard-{k:06d}.parquet``
+   (one index row per record), each written to a temporary file and renamed into place.
+
+Example (a local cluster, or ``ray.init(address=...)`` first)::
+
+    from magma_rs.pipeline import LabelConfig, label_videos
+    summary = label_videos("clips.jsonl", "out/", LabelConfig(clip_model=None, height=256))
+    print(summary["records"], "records in", summary["shards"], "shards")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+
+import magma_rs
+
+__all__ = [
+    "ClipFilter",
+    "LocalCluster",
+    "LabelConfig",
+    "label_videos",
+    "label_videos_local",
+    "label_window",
+    "plan_windows",
+    "read_manifest",
+    "record_id",
+    "write_shard",
+]
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Settings of a labelling job (defaults: the Magma paper's video settings)."""
+
+    window: int = 16
+    """Frames per ToM window (Magma: a mark and its 16 future positions)."""
+    window_step: int = 16
+    """Frames between window starts inside a shot."""
+    grid: int = 15
+    """Query grid side (Magma: 15, 225 points)."""
+    height: int = 512
+    """Resize frames to this height before tracking (0: keep the decoded size)."""
+    kind: str = "video"
+    """``"video"`` or ``"robot"`` thresholds and question wording."""
+    clip_model: Optional[str] = None
+    """Folder of the CLIP model for ``magma_rs.ClipScorer``; None disables the CLIP filter
+    (every window is kept, ``clip_score`` is NaN)."""
+    clip_threshold: float = 0.25
+    clip_frames: int = 4
+    detect_shots: bool = True
+    """Split clips into shots when the build has ``magma_rs.detect_shots``."""
+    shot_threshold: float = 27.0
+    clips_per_shard: int = 4
+    source: str = "video_tom"
+    """Source name in the record ids."""
+
+
+def record_id(source: str, item: str) -> str:
+    """The deterministic id of a record: ``{source}-{first 16 bytes of sha256(source NUL item)}``
+    (magma-data's ``record_id``)."""
+    digest = hashlib.sha256(source.encode() + b"\0" + item.encode()).hexdigest()[:32]
+    slug = "".join(c if c.isascii() and c.isalnum() else "_" for c in source)
+    return f"{slug}-{digest}"
+
+
+def _seed(rid: str) -> int:
+    # seed = hash(record id): the same record gets the same random choices on every machine.
+    return int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "little") >> 1
+
+
+def read_manifest(manifest: "os.PathLike[str] | str", cfg: LabelConfig) -> List[Dict[str, Any]]:
+    """Reads the manifest (JSON lines); raises ValueError naming the line on a bad entry."""
+    manifest = Path(manifest)
+    base = manifest.parent
+    clips: List[Dict[str, Any]] = []
+    seen = set()
+    with open(manifest, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{manifest}:{n}: malformed JSON: {e}") from None
+            for key in ("id", "path"):
+                if not isinstance(entry.get(key), str) or not entry[key]:
+                    raise ValueError(f"{manifest}:{n}: missing string field {key!r}")
+            if entry["id"] in seen:
+                raise ValueError(f"{manifest}:{n}: duplicate clip id {entry['id']!r}")
+            seen.add(entry["id"])
+            path = Path(entry["path"])
+            index = len(clips)
+            clips.append(
+                {
+                    "clip_id": entry["id"],
+                    "path": str(path if path.is_absolute() else base / path),
+                    "task": entry.get("task", "the task shown in the video"),
+                    "clip_index": index,
+                    "shard": index // cfg.clips_per_shard,
+                }
+            )
+    return clips
+
+
+def _shots(path: str, cfg: LabelConfig, frames: int) -> List[tuple]:
+    detect = getattr(magma_rs, "detect_shots", None)
+    if cfg.detect_shots and detect is not None:
+        return [(int(s), int(e)) for s, e in detect(path, threshold=cfg.shot_threshold)]
+    return [(0, frames)]
+
+
+def plan_windows(clip: Dict[str, Any], cfg: LabelConfig) -> List[Dict[str, Any]]:
+    """The ToM windows of one clip: ``window`` frames every ``window_step`` frames in each shot."""
+    frames = magma_rs.frame_count(clip["path"])
+    rows = []
+    for shot_start, shot_end in _shots(clip["path"], cfg, frames):
+        for start in range(shot_start, shot_end - cfg.window + 1, cfg.window_step):
+            rid = record_id(cfg.source, f"{clip['clip_id']}#{start}+{cfg.window}")
+            rows.append(
+                dict(clip, id=rid, shot_start=shot_start, shot_end=shot_end, start=start, frames=cfg.window)
+            )
+    return rows
+
+
+def _clip_frame_indices(start: int, frames: int, n: int) -> List[int]:
+    # Magma: linspace(start, end - 1, min(4, n)) truncated to int, padded by repeating the last.
+    count = min(n, frames)
+    picks = [int(v) for v in np.linspace(start, start + frames - 1, count)]
+    return picks + [picks[-1]] * (n - count)
+
+
+class ClipFilter:
+    """CLIP filter stage: adds ``clip_score`` (best frame-text cosine) and drops windows below
+    the threshold. A callable class, so Ray runs it as an actor pool and loads the model once per
+    actor; ``scorer_factory`` (no arguments -> object with ``score(images, texts)`` returning a
+    (frames, texts) array) replaces ``magma_rs.ClipScorer(cfg.clip_model)``."""
+
+    def __init__(self, cfg: LabelConfig, scorer_factory: Optional[Callable[[], Any]] = None):
+        self.cfg = cfg
+        if scorer_factory is not None:
+            self.scorer = scorer_factory()
+        elif cfg.clip_model is not None:
+            scorer_cls = getattr(magma_rs, "ClipScorer", None)
+            if scorer_cls is None:
+                raise ValueError("clip_model is set but this magma_rs build has no ClipScorer")
+            self.scorer = scorer_cls(cfg.clip_model)
+        else:
+            self.scorer = None
+
+    def score(self, row: Dict[str, Any]) -> float:
+        if self.scorer is None:
+            return float("nan")
+        idx = _clip_frame_indices(int(row["start"]), int(row["frames"]), self.cfg.clip_frames)
+        images = magma_rs.load_frames(row["path"], idx)
+        scores = np.asarray(self.scorer.score(images, [row["task"]]), dtype=np.float64)
+        return float(scores.max())
+
+    def keep(self, score: float) -> bool:
+        return self.scorer is None or score >= self.cfg.clip_threshold
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        n = len(batch["id"])
+        scores = np.array([self.score({k: v[i] for k, v in batch.items()}) for i in range(n)])
+        keep = np.array([self.keep(s) for s in scores], dtype=bool)
+        out = {k: np.asarray(v)[keep] for k, v in batch.items()}
+        out["clip_score"] = scores[keep]
+        return out
+
+
+def label_window(row: Dict[str, Any], cfg: LabelConfig) -> Dict[str, Any]:
+    """Trace-of-Mark on one window; returns the shard row: ``id``, ``shard``, ``json`` (the
+    record with its provenance) and ``png`` (the marked first frame) as bytes."""
+    rid = str(row["id"])
+    result = magma_rs.tom(
+        str(row["path"]),
+        grid=cfg.grid,
+        start=int(row["start"]),
+        frames=int(row["frames"]),
+        task=str(row["task"]),
+        kind=cfg.kind,
+        seed=_seed(rid),
+        height=cfg.height,
+        record_id=rid,
+    )
+    score = float(row.get("clip_score", float("nan")))
+    record = dict(result["record"])
+    record["image"] = [f"{rid}.png"]
+    record["meta"] = {
+        "source": cfg.source,
+        "clip": str(row["clip_id"]),
+        "shot": [int(row["shot_start"]), int(row["shot_end"])],
+        "frames": result["source_frames"],
+        "record": result["kind"],
+        "fallback": result["fallback"],
+        "clip_score": None if np.isnan(score) else score,
+        "size": [result["width"], result["height"]],
+        "marks": result["marks"],
+    }
+    return {
+        "id": rid,
+        "shard": int(row["shard"]),
+        "clip_id": str(row["clip_id"]),
+        "start": int(row["start"]),
+        "kind": result["kind"],
+        "clip_score": score,
+        "json": json.dumps(record, sort_keys=True).encode(),
+        "png": magma_rs.encode_png(result["marked_image"]),
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _tar_bytes(rows: List[Dict[str, Any]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for row in rows:
+            for ext in ("json", "png"):
+                data = bytes(row[ext])
+                info = tarfile.TarInfo(f"{row['id']}.{ext}")
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def write_shard(rows: Iterable[Dict[str, Any]], out_dir: "os.PathLike[str] | str", shard: int) -> Dict[str, Any]:
+    """Writes one shard (tar + Parquet index) atomically; rows sorted by id, one per id."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_id: Dict[str, Dict[str, Any]] = {}
+    for row in rows:
+        by_id.setdefault(str(row["id"]), row)
+    ordered = [by_id[k] for k in sorted(by_id)]
+    name = f"shard-{shard:06d}"
+    _atomic_write(out_dir / f"{name}.tar", _tar_bytes(ordered))
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # the tar alone is the dataset; the index is a convenience
+        pq = None
+    if pq is not None:
+        table = pa.table(
+            {
+                "id": [str(r["id"]) for r in ordered],
+                "clip_id": [str(r["clip_id"]) for r in ordered],
+                "start": pa.array([int(r["start"]) for r in ordered], pa.int64()),
+                "kind": [str(r["kind"]) for r in ordered],
+                "clip_score": pa.array([float(r["clip_score"]) for r in ordered], pa.float64()),
+                "record": [bytes(r["json"]).decode() for r in ordered],
+            }
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        _atomic_write(out_dir / f"{name}.parquet", sink.getvalue().to_pybytes())
+    return {"shard": shard, "records": len(ordered), "path": str(out_dir / f"{name}.tar")}
+
+
+def label_videos_local(
+    manifest: "os.PathLike[str] | str",
+    out_dir: "os.PathLike[str] | str",
+    cfg: LabelConfig = LabelConfig(),
+    scorer_factory: Optional[Callable[[], Any]] = None,
+) -> Dict[str, Any]:
+    """The whole job on this machine, one stage after the other (the reference run of
+    :func:`label_videos`)."""
+    clips = read_manifest(manifest, cfg)
+    windows = [w for clip in clips for w in plan_windows(clip, cfg)]
+    clip_filter = ClipFilter(cfg, scorer_factory)
+    kept = []
+    for w in windows:
+        score = clip_filter.score(w)
+        if clip_filter.keep(score):
+            kept.append(dict(w, clip_score=score))
+    rows = [label_window(w, cfg) for w in kept]
+    # Like the Ray job, a shard whose windows were all filtered out writes no file.
+    shards = sorted({r["shard"] for r in rows})
+    written = [write_shard([r for r in rows if r["shard"] == s], out_dir, s) for s in shards]
+    return _summary(clips, windows, kept, written)
+
+
+def _summary(clips, windows, kept, written) -> Dict[str, Any]:
+    return {
+        "clips": len(clips),
+        "windows": len(windows),
+        "kept": len(kept) if isinstance(kept, list) else int(kept),
+        "records": sum(w["records"] for w in written),
+        "shards": len(written),
+        "files": sorted(w["path"] for w in written),
+    }
+
+
+def _write_group(batch: Dict[str, np.ndarray], out_dir: str) -> Dict[str, np.ndarray]:
+    n = len(batch["id"])
+    rows = [{k: v[i] for k, v in batch.items()} for i in range(n)]
+    info = write_shard(rows, out_dir, int(rows[0]["shard"]))
+    return {k: np.array([v]) for k, v in info.items()}
+
+
+def label_videos(
+    manifest: "os.PathLike[str] | str",
+    out_dir: "os.PathLike[str] | str",
+    cfg: LabelConfig = LabelConfig(),
+    *,
+    scorer_factory: Optional[Callable[[], Any]] = None,
+    clip_actors: int = 1,
+    clip_actor_cpus: float = 1.0,
+    batch_size: int = 4,
+) -> Dict[str, Any]:
+    """The job on Ray Data (call ``ray.init`` first to join a cluster; otherwise Ray starts a
+    local one). Stages stream between the nodes; the CLIP filter runs as an actor pool of
+    ``clip_actors`` actors of ``clip_actor_cpus`` CPUs each; shards are written by one task per shard. Failed tasks and actors
+    are retried by Ray, and since ids and shard files are deterministic a retry overwrites.
+    Writes the same files as :func:`label_videos_local`."""
+    import ray
+
+    clips = read_manifest(manifest, cfg)
+    out_dir = str(Path(out_dir).resolve())
+    ds = ray.data.from_items(clips, override_num_blocks=max(1, len(clips)))
+    ds = ds.flat_map(plan_windows, fn_kwargs={"cfg": cfg})
+    windows = ds.materialize()
+    n_windows = windows.count()
+    kept = windows.map_batches(
+        ClipFilter,
+        fn_constructor_kwargs={"cfg": cfg, "scorer_factory": scorer_factory},
+        concurrency=clip_actors,
+        num_cpus=clip_actor_cpus,
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
+    labelled = kept.map(label_window, fn_kwargs={"cfg": cfg}, max_retries=-1).materialize()
+    n_kept = labelled.count()
+    written = (
+        labelled.groupby("shard")
+        .map_groups(_write_group, fn_kwargs={"out_dir": out_dir}, batch_format="numpy")
+        .take_all()
+    )
+    return _summary(clips, [None] * n_windows, n_kept, [dict(w) for w in written])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """A Ray cluster of ``nodes`` nodes on this machine (loopback only), for tests and
+    benchmarks: ``ray start --head`` plus ``ray start --address`` per extra node, each with
+    ``--block`` so that terminating its ``ray start`` process stops exactly that node's
+    processes (nothing is stopped by name, unlike ``ray stop``).
+
+    >>> with LocalCluster(nodes=2, cpus_per_node=1) as cluster:   # doctest: +SKIP
+    ...     ray.init(address=cluster.address)
+    ...     label_videos("clips.jsonl", "out/", LabelConfig())
+    """
+
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, object_store_mib: int = 150, log_dir: Optional[str] = None):
+        self.nodes, self.cpus, self.store = nodes, cpus_per_node, object_store_mib
+        self.log_dir = Path(log_dir or f"/tmp/magma-ray-logs-{os.getpid()}")
+        self.address = ""
+        self.processes: List[Any] = []
+
+    def _start(self, args: List[str], name: str):
+        import subprocess
+        import sys
+
+        ray_bin = str(Path(sys.executable).with_name("ray"))
+        common = ["--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1",
+                  "--object-store-memory", str(self.store * 2**20), "--disable-usage-stats", "--block"]
+        log = open(self.log_dir / f"{name}.log", "w")
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        p = subprocess.Popen([ray_bin, "start", *args, *common], stdout=log, stderr=subprocess.STDOUT,
+                             env=env, start_new_session=True)
+        self.processes.append(p)
+        return p
+
+    def __enter__(self) -> "LocalCluster":
+        import subprocess
+        import sys
+        import time
+
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        self.address = f"127.0.0.1:{port}"
+        temp = f"/tmp/magma-ray-{os.getpid()}-{port}"
+        try:
+            head = self._start(["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp], "head")
+            ray_bin = str(Path(sys.executable).with_name("ray"))
+            deadline = time.time() + 120
+            while subprocess.run([ray_bin, "status", "--address", self.address], capture_output=True).returncode != 0:
+                if head.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"Ray head did not start; see {self.log_dir / 'head.log'}")
+                time.sleep(1)
+            for i in range(1, self.nodes):
+                self._start(["--address", self.address], f"node{i}")
+            import ray
+
+            ray.init(address=self.address, logging_level="WARNING")
+            while len([n for n in ray.nodes() if n["Alive"]]) < self.nodes:
+                if time.time() > deadline:
+                    raise RuntimeError(f"only some Ray nodes joined; see {self.log_dir}")
+                time.sleep(0.5)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        import subprocess
+
+        try:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        except ImportError:
+            pass
+        for p in reversed(self.processes):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.processes):
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.processes.clear()

@@ -1,0 +1,159 @@
+"""The Ray Data labelling job on a local two-node cluster (`ray start --head` + `ray start
+--address`, one CPU each, loopback only), with a worker process killed mid-run: every record must
+be written exactly once and the shards must equal the single-machine run byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import magma_rs
+from magma_rs.pipeline import LabelConfig, LocalCluster, label_videos, label_videos_local, plan_windows, read_manifest
+from conftest import write_frames
+
+if os.environ.get("MAGMA_TEST_RAY") == "1":  # CI: a missing Ray is a failure, not a skip
+    import ray
+else:
+    ray = pytest.importorskip("ray", reason="the Ray pipeline test needs `pip install ray[data]`")
+
+KINDS = ["pan-objects", "objects", "combined", "static", "pan", "zoom"]
+N_CLIPS = 12
+CFG = LabelConfig(window=12, window_step=12, grid=10, height=0, clips_per_shard=3, clip_threshold=0.25)
+
+
+class FrameChangeScorer:
+    """Test double standing for the CLIP model: the "similarity" of a window is how much its
+    sampled frames change (static clips score 0 and are filtered out), so the filter stage's
+    actor pool, score column and threshold are exercised without CLIP weights. Each instance
+    records its process id, to show the model is loaded once per actor."""
+
+    def __init__(self, load_dir: str):
+        Path(load_dir, f"load-{os.getpid()}-{time.monotonic_ns()}").touch()
+
+    def score(self, images, texts):
+        first, last = (np.asarray(images[i], np.float32) for i in (0, -1))
+        change = float(np.abs(last - first).mean()) / 20.0
+        return np.full((len(images), len(texts)), change)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    lines = []
+    for i in range(N_CLIPS):
+        kind = KINDS[i % len(KINDS)]
+        frames = magma_rs.synthetic_scene(kind, 160, 120, 24, seed=i)
+        write_frames(frames, root / f"clip{i:02d}")
+        lines.append(json.dumps({"id": f"clip{i:02d}", "path": f"clip{i:02d}", "task": f"{kind} motion"}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "manifest.jsonl"
+
+
+def _descendants(pid: int):
+    """Process ids below `pid` (from /proc), children first."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two Ray nodes of one CPU each (`ray start --head` + `ray start --address`)."""
+    with LocalCluster(nodes=2, cpus_per_node=1, log_dir=str(tmp_path_factory.mktemp("ray-logs"))) as c:
+        # Workers import this module's scorer class by value (they cannot import test files).
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        yield c
+
+
+def _records(out_dir: Path):
+    ids = []
+    for tar in sorted(out_dir.glob("shard-*.tar")):
+        with tarfile.open(tar) as t:
+            names = t.getnames()
+        assert len(names) % 2 == 0
+        ids += [n[: -len(".json")] for n in names if n.endswith(".json")]
+    return ids
+
+
+def test_two_node_job_survives_a_killed_worker_and_equals_the_local_run(clips, cluster, tmp_path):
+    loads = tmp_path / "loads"
+    loads.mkdir()
+    scorer = FrameChangeScorer
+
+    # The single-machine reference run.
+    local_out = tmp_path / "local"
+    local = label_videos_local(clips, local_out, CFG, scorer_factory=lambda: scorer(str(loads)))
+    expected_windows = [w["id"] for c in read_manifest(clips, CFG) for w in plan_windows(c, CFG)]
+    assert local["windows"] == len(expected_windows) == 2 * N_CLIPS
+    assert 0 < local["kept"] < local["windows"], "the CLIP stand-in filters the static clips out"
+    for f in loads.iterdir():
+        f.unlink()
+
+    ray_out = tmp_path / "ray"
+    outcome = {}
+
+    def job():
+        try:
+            outcome["summary"] = label_videos(
+                clips, ray_out, CFG, scorer_factory=lambda: scorer(str(loads)),
+                clip_actors=2, clip_actor_cpus=0.25, batch_size=2,
+            )
+        except BaseException as e:  # surfaced by the assertion below
+            outcome["error"] = e
+
+    runner = threading.Thread(target=job)
+    runner.start()
+    # Kill one busy Ray worker process of the second node while the job runs.
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and runner.is_alive() and time.time() < deadline:
+        for pid in _descendants(cluster.processes[1].pid):
+            cmd = _cmdline(pid)
+            if cmd.startswith("ray::") and "label_window" in cmd:
+                os.kill(pid, signal.SIGKILL)
+                killed = (pid, cmd)
+                break
+        time.sleep(0.02)
+    runner.join(timeout=600)
+    assert not runner.is_alive(), "the Ray job did not finish"
+    assert "error" not in outcome, repr(outcome.get("error"))
+    assert killed is not None, "no label_window worker was seen on the second node to kill"
+
+    summary = outcome["summary"]
+    ids = _records(ray_out)
+    assert len(ids) == len(set(ids)), "a record was written twice"
+    assert sorted(ids) == sorted(_records(local_out))
+    assert summary["records"] == local["records"] == len(ids)
+    assert summary["windows"] == local["windows"]
+    for tar in sorted(local_out.glob("shard-*.tar")):
+        assert (ray_out / tar.name).read_bytes() == tar.read_bytes(), tar.name
+    assert sorted(p.name for p in ray_out.glob("shard-*")) == sorted(p.name for p in local_out.glob("shard-*"))
+    # One model load per actor (2 actors; a restarted actor would load once more).
+    assert 2 <= len(list(loads.iterdir())) <= 3
