@@ -34,6 +34,8 @@ from ._native import (
     RobotActionDecoder,
     encode_action,
     encode_png,
+    frame_count,
+    load_frames,
     parse_marks,
     parse_ui,
     synthetic_scene,
@@ -49,6 +51,8 @@ __all__ = [
     "SomResult",
     "encode_action",
     "encode_png",
+    "frame_count",
+    "load_frames",
     "parse_marks",
     "parse_ui",
     "som",
@@ -143,9 +147,12 @@ def som(
     """
     if format not in BOX_FORMATS and format != "yxhw_ratios":
         raise ValueError(f"format: unknown box format {format!r}; expected one of {', '.join(BOX_FORMATS)}")
-    marked, marks, prompt, warnings = _native.som_json(
-        image, _boxes_json(boxes), format, style, text_layout, source_name="boxes"
-    )
+    if isinstance(boxes, np.ndarray):
+        boxes = _boxes_json(boxes)
+    elif isinstance(boxes, os.PathLike):
+        boxes = _boxes_json(boxes)
+    # Lists of [x1, y1, x2, y2] go to Rust as they are; other lists come back to _boxes_json.
+    marked, marks, prompt, warnings = _native.som_json(image, boxes, format, style, text_layout, source_name="boxes")
     if warnings:
         import warnings as _warnings
 

@@ -317,9 +317,9 @@ def _summary(clips, windows, kept, written) -> Dict[str, Any]:
         "clips": len(clips),
         "windows": len(windows),
         "kept": len(kept) if isinstance(kept, list) else int(kept),
-        "records": sum(w["records"] for w in written),
+        "records": int(sum(int(w["records"]) for w in written)),
         "shards": len(written),
-        "files": sorted(w["path"] for w in written),
+        "files": sorted(str(w["path"]) for w in written),
     }
 
 
@@ -350,25 +350,27 @@ def label_videos(
     clips = read_manifest(manifest, cfg)
     out_dir = str(Path(out_dir).resolve())
     ds = ray.data.from_items(clips, override_num_blocks=max(1, len(clips)))
-    ds = ds.flat_map(plan_windows, fn_kwargs={"cfg": cfg})
-    windows = ds.materialize()
+    # Windows are materialized once: they are counted for the summary, and shot detection (the
+    # expensive part of planning) must not run again.
+    windows = ds.flat_map(plan_windows, fn_kwargs={"cfg": cfg}).materialize()
     n_windows = windows.count()
-    kept = windows.map_batches(
-        ClipFilter,
-        fn_constructor_kwargs={"cfg": cfg, "scorer_factory": scorer_factory},
-        concurrency=clip_actors,
-        num_cpus=clip_actor_cpus,
-        batch_size=batch_size,
-        batch_format="numpy",
-    )
-    labelled = kept.map(label_window, fn_kwargs={"cfg": cfg}, max_retries=-1).materialize()
-    n_kept = labelled.count()
+    shards = len({c["shard"] for c in clips})
     written = (
-        labelled.groupby("shard")
+        windows.map_batches(
+            ClipFilter,
+            fn_constructor_kwargs={"cfg": cfg, "scorer_factory": scorer_factory},
+            compute=ray.data.ActorPoolStrategy(size=clip_actors),
+            num_cpus=clip_actor_cpus,
+            batch_size=batch_size,
+            batch_format="numpy",
+        )
+        .map(label_window, fn_kwargs={"cfg": cfg})
+        .groupby("shard", num_partitions=max(1, shards))
         .map_groups(_write_group, fn_kwargs={"out_dir": out_dir}, batch_format="numpy")
         .take_all()
     )
-    return _summary(clips, [None] * n_windows, n_kept, [dict(w) for w in written])
+    written = [dict(w) for w in written]
+    return _summary(clips, [None] * n_windows, sum(w["records"] for w in written), written)
 
 
 def _free_port() -> int:

@@ -1,8 +1,12 @@
 //! Set-of-Mark: numbered marks on a screenshot (`magma som`).
 
-use magma_marks::{mark_screenshot, parse_boxes, BoxFormat, MarkStyle, SomOptions, TextLayout};
+use magma_marks::{
+    mark_screenshot, mark_screenshot_owned, parse_boxes, BoxFormat, Mark, MarkStyle, SomOptions,
+    TextLayout,
+};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::convert::{image_from_py, image_to_py, to_py, value_error};
 use crate::error::OrPyErr;
@@ -48,39 +52,90 @@ pub fn som_options(style: &str, text_layout: &str) -> PyResult<SomOptions> {
     Ok(SomOptions { style, layout })
 }
 
-/// Draws numbered marks; `boxes_json` is the boxes as JSON text (what `magma som --boxes` reads).
+/// The boxes as the JSON text `magma som --boxes` reads: JSON text as given, a list of
+/// `[x1, y1, x2, y2]` number lists written by serde_json (shortest round-trip floats), anything
+/// else (dicts, numpy scalars) through the Python wrapper's `json.dumps`.
+fn boxes_text(boxes: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(text) = boxes.cast::<PyString>() {
+        return text.extract();
+    }
+    if let Ok(list) = boxes.extract::<Vec<[f64; 4]>>() {
+        return serde_json::to_string(&list).map_err(|e| value_error("boxes", e));
+    }
+    let py = boxes.py();
+    py.import("magma_rs")?
+        .getattr("_boxes_json")?
+        .call1((boxes,))?
+        .extract()
+}
+
+/// A mark as a dict, built field by field (this runs once per box on every call).
+fn mark_to_py<'py>(py: Python<'py>, m: &Mark) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "id"), m.id)?;
+    d.set_item(intern!(py, "bbox"), m.bbox.to_vec())?;
+    d.set_item(intern!(py, "bbox_normalized"), m.bbox_normalized.to_vec())?;
+    let label = PyDict::new(py);
+    label.set_item(intern!(py, "x"), m.label.x)?;
+    label.set_item(intern!(py, "y"), m.label.y)?;
+    label.set_item(intern!(py, "width"), m.label.width)?;
+    label.set_item(intern!(py, "height"), m.label.height)?;
+    d.set_item(intern!(py, "label"), label)?;
+    d.set_item(intern!(py, "font_size"), m.font_size)?;
+    d.set_item(intern!(py, "position"), m.position)?;
+    d.set_item(intern!(py, "fallback"), m.fallback)?;
+    // Absent, not None, when the input had no such field (as in the CLI's JSON).
+    if let Some(kind) = &m.kind {
+        d.set_item(intern!(py, "kind"), kind)?;
+    }
+    if let Some(content) = &m.content {
+        d.set_item(intern!(py, "content"), content)?;
+    }
+    if let Some(interactivity) = m.interactivity {
+        d.set_item(intern!(py, "interactivity"), interactivity)?;
+    }
+    Ok(d)
+}
+
+/// Draws numbered marks (`magma som`); `boxes` is JSON text or a list of `[x1, y1, x2, y2]`.
 ///
 /// Returns `(marked image, marks, prompt list, warnings)`; the Python wrapper `magma_rs.som`
 /// builds this JSON from lists, numpy arrays or dicts.
 #[pyfunction]
-#[pyo3(signature = (image, boxes_json, format="omniparser", style="magma", text_layout="raqm", source_name="boxes"))]
+#[pyo3(signature = (image, boxes, format="omniparser", style="magma", text_layout="raqm", source_name="boxes"))]
 pub fn som_json<'py>(
     py: Python<'py>,
     image: &Bound<'py, PyAny>,
-    boxes_json: &str,
+    boxes: &Bound<'py, PyAny>,
     format: &str,
     style: &str,
     text_layout: &str,
     source_name: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let boxes_json = boxes_text(boxes)?;
+    let boxes_json = boxes_json.as_str();
     let shot = image_from_py(image, "image")?;
     let format = box_format(format)?;
     let options = som_options(style, text_layout)?;
     let (som, warnings) = py
         .detach(|| {
             let parsed = parse_boxes(boxes_json, source_name, format, shot.width(), shot.height())?;
-            let som = mark_screenshot(&shot, &parsed.boxes, &options)?;
+            // `shot` is already our own copy of the numpy pixels: draw on it.
+            let som = mark_screenshot_owned(shot, &parsed.boxes, &options)?;
             Ok::<_, magma_marks::MarksError>((som, parsed.warnings))
         })
         .or_py_err()?;
     let prompt = som.prompt_list();
-    let marks = to_py(py, &som.marks)?;
+    let marks = PyList::empty(py);
+    for mark in &som.marks {
+        marks.append(mark_to_py(py, mark)?)?;
+    }
     let image = image_to_py(py, som.image)?;
     PyTuple::new(
         py,
         [
             image.into_any(),
-            marks,
+            marks.into_any(),
             prompt.into_pyobject(py)?.into_any(),
             to_py(py, &warnings)?,
         ],

@@ -145,6 +145,7 @@ def test_two_node_job_survives_a_killed_worker_and_equals_the_local_run(clips, c
     assert not runner.is_alive(), "the Ray job did not finish"
     assert "error" not in outcome, repr(outcome.get("error"))
     assert killed is not None, "no label_window worker was seen on the second node to kill"
+    print(f"killed worker {killed[0]} ({killed[1].strip()}) mid-run")
 
     summary = outcome["summary"]
     ids = _records(ray_out)
