@@ -186,12 +186,22 @@ pub fn mark_screenshot(
     boxes: &[CandidateBox],
     options: &SomOptions,
 ) -> Result<SetOfMarks, MarksError> {
+    mark_screenshot_owned(image.clone(), boxes, options)
+}
+
+/// [`mark_screenshot`] drawing on `image` itself instead of a copy, for callers that already own
+/// the pixels (the Python bindings copy them out of numpy once).
+pub fn mark_screenshot_owned(
+    image: RgbImage,
+    boxes: &[CandidateBox],
+    options: &SomOptions,
+) -> Result<SetOfMarks, MarksError> {
     let (width, height) = image.dimensions();
     if width == 0 || height == 0 {
         return Err(MarksError::EmptyImage { width, height });
     }
     let rects: Vec<Yxhw> = boxes.iter().map(|b| b.rect).collect();
-    let mut marked = image.clone();
+    let mut marked = image;
     let (placements, font_sizes): (Vec<Placement>, Vec<u32>) = match options.style {
         MarkStyle::Magma => {
             let sizes = magma_mark_sizes(height, width, options.layout)?;
