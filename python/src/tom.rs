@@ -440,20 +440,37 @@ pub fn load_frames<'py>(
     } else {
         Resize::Height(height)
     };
-    let frames = py.detach(|| {
-        indices
+    let frames = py.detach(|| -> PyResult<Vec<RgbImage>> {
+        if path.is_dir() {
+            // Frame files: read just the frames asked for.
+            return indices
+                .iter()
+                .map(|&i| {
+                    let window = FrameWindow {
+                        start: i,
+                        frames: Some(1),
+                        stride: 1,
+                    };
+                    load_clip(&path, &window, resize, &mut |_, _| {})
+                        .map(|mut clip| clip.frames.remove(0))
+                        .or_py_err()
+                })
+                .collect();
+        }
+        // A video decodes sequentially: one pass over the span of the indices.
+        let (Some(&first), Some(&last)) = (indices.iter().min(), indices.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let window = FrameWindow {
+            start: first,
+            frames: Some(last - first + 1),
+            stride: 1,
+        };
+        let clip = load_clip(&path, &window, resize, &mut |_, _| {}).or_py_err()?;
+        Ok(indices
             .iter()
-            .map(|&i| {
-                let window = FrameWindow {
-                    start: i,
-                    frames: Some(1),
-                    stride: 1,
-                };
-                load_clip(&path, &window, resize, &mut |_, _| {})
-                    .map(|mut clip| clip.frames.remove(0))
-                    .or_py_err()
-            })
-            .collect::<PyResult<Vec<_>>>()
+            .map(|&i| clip.frames[i - first].clone())
+            .collect())
     })?;
     frames.into_iter().map(|f| image_to_py(py, f)).collect()
 }
