@@ -41,7 +41,7 @@ def main() -> None:
             with LocalCluster(nodes=nodes, cpus_per_node=1):
                 out = tmp / f"ray{nodes}"
                 start = time.perf_counter()
-                summary = label_videos(args.manifest, out, cfg, clip_actors=1, clip_actor_cpus=0.25)
+                summary = label_videos(args.manifest, out, cfg, clip_actors=1, clip_actor_cpus=0.25, label_cpus=0.75)
                 seconds = time.perf_counter() - start
             same = all((out / f.name).read_bytes() == f.read_bytes() for f in (tmp / "local").glob("shard-*"))
             results.append({"run": f"Ray, {nodes} node(s) x 1 CPU", "seconds": round(seconds, 2),

@@ -57,6 +57,7 @@ def main() -> int:
     p.add_argument("--clip-threshold", type=float, default=0.25)
     p.add_argument("--clip-actors", type=int, default=1)
     p.add_argument("--clip-actor-cpus", type=float, default=1.0)
+    p.add_argument("--label-cpus", type=float, default=1.0, help="CPUs per ToM task")
     p.add_argument("--window", type=int, default=16)
     p.add_argument("--window-step", type=int, default=16)
     p.add_argument("--grid", type=int, default=15)
@@ -79,7 +80,7 @@ def main() -> int:
 
         def run():
             return label_videos(args.manifest, args.out, cfg, clip_actors=args.clip_actors,
-                                clip_actor_cpus=args.clip_actor_cpus)
+                                clip_actor_cpus=args.clip_actor_cpus, label_cpus=args.label_cpus)
 
         if args.local_nodes:
             with LocalCluster(nodes=args.local_nodes, cpus_per_node=1):

@@ -338,11 +338,13 @@ def label_videos(
     scorer_factory: Optional[Callable[[], Any]] = None,
     clip_actors: int = 1,
     clip_actor_cpus: float = 1.0,
+    label_cpus: float = 1.0,
     batch_size: int = 4,
 ) -> Dict[str, Any]:
     """The job on Ray Data (call ``ray.init`` first to join a cluster; otherwise Ray starts a
     local one). Stages stream between the nodes; the CLIP filter runs as an actor pool of
-    ``clip_actors`` actors of ``clip_actor_cpus`` CPUs each; shards are written by one task per shard. Failed tasks and actors
+    ``clip_actors`` actors of ``clip_actor_cpus`` CPUs each, ToM tasks take ``label_cpus`` (on
+    one-CPU nodes give the actors a fraction and the tasks the rest, so both fit); shards are written by one task per shard. Failed tasks and actors
     are retried by Ray, and since ids and shard files are deterministic a retry overwrites.
     Writes the same files as :func:`label_videos_local`."""
     import ray
@@ -364,7 +366,7 @@ def label_videos(
             batch_size=batch_size,
             batch_format="numpy",
         )
-        .map(label_window, fn_kwargs={"cfg": cfg})
+        .map(label_window, fn_kwargs={"cfg": cfg}, num_cpus=label_cpus)
         .groupby("shard", num_partitions=max(1, shards))
         .map_groups(_write_group, fn_kwargs={"out_dir": out_dir}, batch_format="numpy")
         .take_all()

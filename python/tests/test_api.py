@@ -163,7 +163,11 @@ def test_robot_encode_equals_cli_and_round_trips(run_magma):
     tok = magma_rs.ActionTokenizer()
     assert tok.token_range == (128000 - 256, 127999)
     np.testing.assert_array_equal(tok.decode(out["ids"]), np.array(cli["decoded"]))
-    np.testing.assert_array_equal(tok.encode(tok.decode(out["ids"])), out["ids"])
+    # Bin centres re-encode to their own ids, except the top id (value 1.0): it decodes to the last
+    # centre, 0.996, whose id is one lower (the reference's 256 ids over 255 centres).
+    again = tok.encode(tok.decode(out["ids"]))
+    np.testing.assert_array_equal(again[:6], out["ids"][:6])
+    assert (out["ids"][6], again[6]) == (127744, 127745)
 
 
 @pytest.mark.parametrize(

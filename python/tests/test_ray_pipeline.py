@@ -123,7 +123,7 @@ def test_two_node_job_survives_a_killed_worker_and_equals_the_local_run(clips, c
         try:
             outcome["summary"] = label_videos(
                 clips, ray_out, CFG, scorer_factory=lambda: scorer(str(loads)),
-                clip_actors=2, clip_actor_cpus=0.25, batch_size=2,
+                clip_actors=2, clip_actor_cpus=0.25, label_cpus=0.75, batch_size=2,
             )
         except BaseException as e:  # surfaced by the assertion below
             outcome["error"] = e
