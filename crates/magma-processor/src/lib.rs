@@ -31,6 +31,7 @@ pub mod npy;
 mod processor;
 pub mod resize;
 mod special_tokens;
+pub mod training;
 
 pub use chat::{ChatMessage, ChatTemplate, DEFAULT_SYSTEM_PROMPT};
 pub use error::ProcessorError;

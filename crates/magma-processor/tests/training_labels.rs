@@ -1,0 +1,304 @@
+//! Training examples against the reference: every masking case of both tiny models' tokenizers
+//! (ids and labels identical) and the collated fixture batches (ids, labels, attention mask,
+//! image sizes, pixel values, and the merged labels / mask / position ids).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use magma_processor::training::{
+    merged_layout, ConversationItem, ExampleError, ExampleImage, ExampleKind, ExampleWarning,
+    ImageField, PaddingSide, TrainingExampleBuilder, Turn, IGNORE_INDEX,
+};
+use serde_json::Value;
+
+const MODELS: [&str; 2] = ["magma-tiny-crop", "magma-tiny-global"];
+
+fn train_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/magma-train")
+}
+
+fn model_dir(model: &str) -> PathBuf {
+    common::fixtures().join("models").join(model)
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn as_i64s(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn every_masking_case_matches_the_reference() {
+    let cases = read_json(&train_fixtures().join("masking/cases.json"));
+    for model in MODELS {
+        let entry = &cases[model];
+        let builder = TrainingExampleBuilder::from_dir(&model_dir(model)).unwrap();
+        assert_eq!(
+            builder.options().use_image_start_end,
+            entry["mm_use_image_start_end"].as_bool().unwrap()
+        );
+        for case in entry["cases"].as_array().unwrap() {
+            let name = format!("{model}/{}", case["id"].as_str().unwrap());
+            let mut item: ConversationItem = serde_json::from_value(case.clone()).unwrap();
+            let has_image = case["has_image"].as_bool().unwrap_or(true);
+            if item.rlds {
+                item.image = Some(ImageField::One("frame.png".into()));
+            } else if has_image {
+                let n = case["n_images"].as_u64().unwrap() as usize;
+                item.image = Some(ImageField::Many(
+                    (0..n).map(|k| format!("img{k}.png").into()).collect(),
+                ));
+            }
+            let max_length = case["model_max_length"].as_u64().unwrap_or(2048) as usize;
+            let builder = TrainingExampleBuilder::from_dir(&model_dir(model))
+                .unwrap()
+                .with_max_length(max_length)
+                .unwrap();
+            let example = builder
+                .build(&item)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                example.text,
+                case["rendered_text"].as_str().unwrap(),
+                "{name}: rendered text"
+            );
+            let ids: Vec<i64> = example.input_ids.iter().map(|&i| i64::from(i)).collect();
+            assert_eq!(ids, as_i64s(&case["input_ids"]), "{name}: input_ids");
+            assert_eq!(example.labels, as_i64s(&case["labels"]), "{name}: labels");
+            assert_eq!(
+                example.n_labelled() as u64,
+                case["n_labelled"].as_u64().unwrap(),
+                "{name}: labelled count"
+            );
+            if let Some(truncated) = case["truncated"].as_bool() {
+                assert_eq!(example.truncated(), truncated, "{name}: truncated flag");
+            }
+            if let Some(masked) = case["whole_sample_masked_by_length_check"].as_bool() {
+                let warned = example
+                    .warnings
+                    .iter()
+                    .any(|w| matches!(w, ExampleWarning::LengthMismatch { .. }));
+                assert_eq!(warned, masked, "{name}: length-check warning");
+            }
+            if item.rlds {
+                // the ids derived from the normalised actions are the fixture's
+                let actions = item.actions_normalized.as_ref().unwrap();
+                assert_eq!(
+                    &builder.action_token_ids(actions).unwrap(),
+                    item.action_token_ids.as_ref().unwrap(),
+                    "{name}: action tokenizer"
+                );
+                assert_eq!(example.kind, ExampleKind::Rlds);
+            }
+            if !has_image {
+                assert_eq!(example.images, vec![ExampleImage::Blank], "{name}");
+            }
+        }
+    }
+}
+
+/// The four fixture samples in batch order, built from `conversations.json`.
+fn fixture_items(model: &str) -> (Vec<ConversationItem>, PathBuf) {
+    let root = train_fixtures();
+    let json = read_json(&root.join(model).join("conversations.json"));
+    let files = &json["image_files"];
+    let mut items: Vec<ConversationItem> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    // image names resolve through `image_files` (paths relative to the fixture root)
+    for item in &mut items {
+        if let Some(ImageField::One(name)) = &item.image {
+            let file = files[name.to_str().unwrap()].as_str().unwrap();
+            item.image = Some(ImageField::One(file.into()));
+        }
+    }
+    items.push(serde_json::from_value(json["robot"].clone()).unwrap());
+    (items, root)
+}
+
+fn npy_i64(path: &Path) -> Vec<i64> {
+    common::read_i64(path)
+}
+
+#[test]
+fn collated_batches_match_the_reference() {
+    for model in MODELS {
+        let builder = TrainingExampleBuilder::from_dir(&model_dir(model)).unwrap();
+        let (items, root) = fixture_items(model);
+        let examples: Vec<_> = items.iter().map(|i| builder.build(i).unwrap()).collect();
+        let texts = read_json(&root.join(model).join("batch/texts.json"));
+        for (example, text) in examples.iter().zip(texts.as_array().unwrap()) {
+            assert_eq!(example.text, text["rendered_text"].as_str().unwrap());
+            assert!(example.warnings.is_empty(), "{:?}", example.warnings);
+        }
+        let pixels: Vec<_> = examples
+            .iter()
+            .map(|e| builder.pixels(e, &root).unwrap())
+            .collect();
+        let batch = builder.collate(&examples, Some(&pixels)).unwrap();
+        let dir = root.join(model).join("batch");
+        let ids: Vec<i64> = batch.input_ids.iter().map(|&i| i64::from(i)).collect();
+        assert_eq!(
+            ids,
+            npy_i64(&dir.join("input_ids.npy")),
+            "{model}: input_ids"
+        );
+        assert_eq!(
+            batch.labels,
+            npy_i64(&dir.join("labels.npy")),
+            "{model}: labels"
+        );
+        let mask: Vec<i64> = batch.attention_mask.iter().map(|&m| i64::from(m)).collect();
+        assert_eq!(
+            mask,
+            npy_i64(&dir.join("attention_mask.npy")),
+            "{model}: mask"
+        );
+        let sizes: Vec<i64> = batch
+            .image_sizes
+            .iter()
+            .flat_map(|rc| rc.map(|x| x as i64))
+            .collect();
+        assert_eq!(
+            sizes,
+            npy_i64(&dir.join("image_sizes.npy")),
+            "{model}: image_sizes"
+        );
+        let reference = common::read_npy(&dir.join("pixel_values.npy"));
+        assert_eq!(
+            reference.shape,
+            batch.pixel_shape.to_vec(),
+            "{model}: pixel shape"
+        );
+        let reference = reference.to_f32();
+        let worst = batch
+            .pixel_values
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| ((a - b).abs() - 1e-4 * b.abs()) as f64)
+            .fold(0f64, f64::max);
+        assert!(worst <= 1e-3, "{model}: pixel values off by {worst}");
+        let per_sample: Vec<usize> = examples.iter().map(|e| e.n_labelled()).collect();
+        assert_eq!(
+            per_sample,
+            vec![24, 38, 18, 9],
+            "{model}: labelled per sample"
+        );
+
+        // the model-side merge of these rows
+        let feature_rows: Vec<Vec<usize>> = pixels.iter().map(|p| p.image_tokens.clone()).collect();
+        let image_id = builder.processor().special_tokens().image;
+        let merged = merged_layout(&batch, image_id, &feature_rows, PaddingSide::Left).unwrap();
+        assert_eq!(merged.padding_side, PaddingSide::Right);
+        assert_eq!(
+            merged.labels,
+            npy_i64(&dir.join("merged_labels.npy")),
+            "{model}: merged labels"
+        );
+        let mask: Vec<i64> = merged
+            .attention_mask
+            .iter()
+            .map(|&m| i64::from(m))
+            .collect();
+        assert_eq!(mask, npy_i64(&dir.join("merged_attention_mask.npy")));
+        assert_eq!(merged.position_ids, npy_i64(&dir.join("position_ids.npy")));
+    }
+}
+
+#[test]
+fn bad_items_get_clear_errors() {
+    let builder = TrainingExampleBuilder::from_dir(&model_dir("magma-tiny-crop")).unwrap();
+    let turn = |from: &str, value: &str| Turn {
+        from: from.into(),
+        value: value.into(),
+    };
+    let no_answer = ConversationItem {
+        id: Some("q-only".into()),
+        conversations: vec![turn("human", "Hello?")],
+        ..Default::default()
+    };
+    let err = builder.build(&no_answer).unwrap_err();
+    assert!(matches!(err, ExampleError::NoAssistantTurn { .. }), "{err}");
+    assert!(err.to_string().contains("q-only"), "{err}");
+
+    let two_images_one_placeholder = ConversationItem {
+        id: Some("x".into()),
+        conversations: vec![turn("human", "<image>\nCompare."), turn("gpt", "Same.")],
+        image: Some(ImageField::Many(vec!["a.png".into(), "b.png".into()])),
+        ..Default::default()
+    };
+    let err = builder.build(&two_images_one_placeholder).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExampleError::ImageCountMismatch {
+                placeholders: 1,
+                images: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let robot_without_action = ConversationItem {
+        rlds: true,
+        language_instruction: Some("Open the drawer".into()),
+        image: Some(ImageField::One("f.png".into())),
+        ..Default::default()
+    };
+    let err = builder.build(&robot_without_action).unwrap_err();
+    assert!(err.to_string().contains("action_token_ids"), "{err}");
+
+    // too long: cut as the reference does, and said
+    let long = ConversationItem {
+        conversations: vec![
+            turn("human", "Tell me everything about the sea."),
+            turn("gpt", &"The sea is wide and deep. ".repeat(20)),
+        ],
+        ..Default::default()
+    };
+    let short = builder.with_max_length(64).unwrap();
+    let example = short.build(&long).unwrap();
+    assert_eq!(example.input_ids.len(), 64);
+    assert_eq!(example.labels.len(), 64);
+    assert!(
+        matches!(
+            example.warnings[..],
+            [ExampleWarning::Truncated { max_length: 64, .. }]
+        ),
+        "{:?}",
+        example.warnings
+    );
+    // the cut answer keeps loss on its surviving tokens, without <|eot_id|>
+    assert_ne!(*example.labels.last().unwrap(), IGNORE_INDEX);
+}
+
+#[test]
+fn examples_round_trip_through_serde() {
+    let builder = TrainingExampleBuilder::from_dir(&model_dir("magma-tiny-global")).unwrap();
+    let (items, _) = fixture_items("magma-tiny-global");
+    for item in &items {
+        let example = builder.build(item).unwrap();
+        let json = serde_json::to_string(&example).unwrap();
+        assert_eq!(
+            serde_json::from_str::<magma_processor::training::TrainingExample>(&json).unwrap(),
+            example
+        );
+        let item_json = serde_json::to_string(item).unwrap();
+        assert_eq!(
+            &serde_json::from_str::<ConversationItem>(&item_json).unwrap(),
+            item
+        );
+    }
+}
