@@ -44,6 +44,8 @@ enum Command {
     TomEval(cmd::tom_eval::Args),
     /// Serve a Magma model over HTTP (OpenAI chat completions, OpenVLA /act, Set-of-Mark).
     Serve(cmd::serve::Args),
+    /// Training data: convert public datasets to Magma records, run sharded resumable jobs, inspect shards.
+    Data(cmd::data::Args),
 }
 
 /// Errors are printed as one line with their causes (`error: … : …`) and exit status 1; a
@@ -79,5 +81,6 @@ fn run() -> anyhow::Result<()> {
         Command::Tom(a) => cmd::tom::run(a),
         Command::TomEval(a) => cmd::tom_eval::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Data(a) => cmd::data::run(a),
     }
 }

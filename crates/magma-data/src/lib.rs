@@ -1,1 +1,14 @@
 //! Magma's training data: records, converters, curation, jobs.
+//!
+//! * [`record`]: the [`Record`](record::Record) every source becomes (conversation, media, marks,
+//!   traces, actions, provenance) with deterministic ids.
+//! * [`stage`]: the [`Stage`](stage::Stage) API: a function over one manifest item that emits
+//!   samples and reports skipped records instead of failing.
+
+pub mod error;
+pub mod magma_json;
+pub mod record;
+pub mod stage;
+pub mod webdataset;
+
+pub use error::{DataError, Result};
