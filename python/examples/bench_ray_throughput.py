@@ -5,7 +5,8 @@ the single-process run, on the same manifest (clips per minute; cluster start-up
     python bench_ray_throughput.py clips.jsonl [--nodes 1 2] [--height 0] [--grid 15]
 
 Make a manifest with `ray_label_videos.py --demo N ...`. Every run's shards are checked to be
-byte-identical to the single-process run's.
+byte-identical to the single-process run's. Each node's workers run RAYON_NUM_THREADS=1 (one
+CPU per node); run this script with RAYON_NUM_THREADS=1 too for a one-core single-process line.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Type stubs of the native extension `magma_rs._native` (Rust, PyO3, abi3)."""
 
 from os import PathLike
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -146,7 +146,9 @@ class Magma:
         seed: int = 0,
         repetition_penalty: float = 1.0,
         stop: Optional[Sequence[str]] = None,
+        on_token: Optional[Callable[[str, int], Any]] = None,
     ) -> Dict[str, Any]:
-        """``text``, ``generated_ids``, ``prompt_ids``, ``finish_reason``, ``timings``."""
+        """``text``, ``generated_ids``, ``prompt_ids``, ``finish_reason``, ``timings``;
+        ``on_token(text_delta, token_id)`` streams each token (an exception there stops it)."""
     @property
     def path(self) -> str: ...

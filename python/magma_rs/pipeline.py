@@ -408,7 +408,9 @@ class LocalCluster:
         common = ["--num-cpus", str(self.cpus), "--node-ip-address", "127.0.0.1",
                   "--object-store-memory", str(self.store * 2**20), "--disable-usage-stats", "--block"]
         log = open(self.log_dir / f"{name}.log", "w")
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        # A node's workers use as many threads as it has CPUs (the tracker is rayon-parallel),
+        # so nodes on one machine do not share cores behind Ray's back.
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAYON_NUM_THREADS=str(self.cpus))
         p = subprocess.Popen([ray_bin, "start", *args, *common], stdout=log, stderr=subprocess.STDOUT,
                              env=env, start_new_session=True)
         self.processes.append(p)

@@ -77,9 +77,10 @@ impl Magma {
     ///
     /// `images`: numpy (H, W, 3) uint8 arrays, PIL images or paths. Returns a dict with `text`,
     /// `generated_ids`, `prompt_ids`, `finish_reason` and `timings` (what
-    /// `magma generate --json` prints).
+    /// `magma generate --json` prints). `on_token(text_delta, token_id)` is called for every
+    /// generated token (streaming); an exception raised there stops generation and propagates.
     #[pyo3(signature = (prompt, images=None, *, system=None, max_new_tokens=128, temperature=0.0,
-        top_p=None, top_k=None, seed=0, repetition_penalty=1.0, stop=None))]
+        top_p=None, top_k=None, seed=0, repetition_penalty=1.0, stop=None, on_token=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate<'py>(
         &self,
@@ -94,6 +95,7 @@ impl Magma {
         seed: u64,
         repetition_penalty: f64,
         stop: Option<Vec<String>>,
+        on_token: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut rgb = Vec::new();
         for (i, image) in images.unwrap_or_default().iter().enumerate() {
@@ -117,14 +119,27 @@ impl Magma {
             stop_token_ids: Vec::new(),
             stop_strings: stop.unwrap_or_default(),
         };
-        let output = py
-            .detach(|| {
-                self.pipeline
-                    .generate(prompt, &rgb, system, &params, &mut |_, _| {
-                        ControlFlow::Continue(())
-                    })
-            })
-            .or_py_err()?;
+        // A callback error stops generation and is raised once the GIL is back.
+        let mut callback_error: Option<PyErr> = None;
+        let output = py.detach(|| {
+            self.pipeline
+                .generate(prompt, &rgb, system, &params, &mut |id, delta| {
+                    let Some(callback) = &on_token else {
+                        return ControlFlow::Continue(());
+                    };
+                    match Python::attach(|py| callback.call1(py, (delta, id)).map(drop)) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(e) => {
+                            callback_error = Some(e);
+                            ControlFlow::Break(())
+                        }
+                    }
+                })
+        });
+        if let Some(e) = callback_error {
+            return Err(e);
+        }
+        let output = output.or_py_err()?;
         to_py(py, &output)
     }
 

@@ -204,6 +204,17 @@ def test_generate_equals_cli(tmp_path, run_magma):
     assert out["prompt_ids"] == cli["prompt_ids"]
     assert out["text"] == cli["text"] and out["finish_reason"] == cli["finish_reason"]
     assert model.generate(prompt, [path], max_new_tokens=6)["generated_ids"] == cli["generated_ids"]
+    # Streaming: one callback per token, the deltas add up to the text.
+    streamed = []
+    model.generate(prompt, [image], max_new_tokens=6, on_token=lambda delta, token: streamed.append((delta, token)))
+    assert [t for _, t in streamed] == cli["generated_ids"]
+    assert "".join(d for d, _ in streamed) == cli["text"]
+
+    def interrupt(delta, token):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.generate(prompt, [image], max_new_tokens=6, on_token=interrupt)
 
 
 # ---------------------------------------------------------------- bad input
