@@ -13,13 +13,13 @@ use serde_json::{Map, Value};
 
 /// Server limits that apply while parsing.
 #[derive(Debug, Clone, Copy)]
-pub struct ParseLimits {
+pub struct ParseLimits<'a> {
     /// Most images in one request.
     pub max_images: usize,
     /// Most pixels in one image (checked from the header, before decoding).
     pub max_image_pixels: u64,
     /// Limits of `http(s)://` image URLs; `None` refuses them.
-    pub remote_images: Option<RemoteImageLimits>,
+    pub remote_images: Option<&'a RemoteImageLimits>,
 }
 
 /// A validated chat request.

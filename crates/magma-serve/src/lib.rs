@@ -26,6 +26,7 @@ mod act;
 pub mod chat;
 pub mod engine;
 mod error;
+mod linger;
 pub mod metrics;
 pub mod numpy;
 pub mod remote;
@@ -48,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
@@ -62,7 +63,8 @@ pub struct Limits {
     pub act_max_tokens: usize,
     /// Per-request time limit, queueing included.
     pub request_timeout: Duration,
-    /// `http(s)://` image URLs are fetched within these limits; `None` (the default) refuses them.
+    /// `http(s)://` image URLs are fetched within these limits, from public addresses and the
+    /// allowed hosts only; `None` (the default) refuses them.
     pub remote_images: Option<RemoteImageLimits>,
 }
 
@@ -221,7 +223,8 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let app = routes::router(self.state.clone());
-        let served = axum::serve(self.listener, app)
+        // connections linger on close so that a refused body's client reads the 413 (see linger)
+        let served = axum::serve(linger::LingeringListener(self.listener), app)
             .with_graceful_shutdown(shutdown)
             .await;
         let state = self.state.clone();

@@ -241,13 +241,14 @@ async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = json_body(&state, body)?;
-    let limits = ParseLimits {
-        max_images: state.config.limits.max_images,
-        max_image_pixels: state.config.limits.max_image_pixels,
-        remote_images: state.config.limits.remote_images,
-    };
     let worker_state = state.clone();
     let Prepared { request, inputs } = blocking(move || {
+        let server_limits = &worker_state.config.limits;
+        let limits = ParseLimits {
+            max_images: server_limits.max_images,
+            max_image_pixels: server_limits.max_image_pixels,
+            remote_images: server_limits.remote_images.as_ref(),
+        };
         let mut request = ChatRequest::parse(&body, limits)?;
         let images = std::mem::take(&mut request.images);
         let inputs = worker_state

@@ -143,6 +143,9 @@ fn allowed_remote_urls_are_fetched_within_the_limits() {
         c.limits.remote_images = Some(RemoteImageLimits {
             max_bytes: limit,
             timeout: Duration::from_secs(1),
+            // the image host listens on loopback, which is refused unless allowed
+            allow_hosts: vec!["127.0.0.1".into()],
+            ..Default::default()
         })
     });
 

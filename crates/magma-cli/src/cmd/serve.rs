@@ -50,6 +50,16 @@ pub struct Args {
     /// The server then makes requests on clients' behalf: enable it only for trusted clients.
     #[arg(long)]
     pub allow_remote_images: bool,
+    /// Hosts that --allow-remote-images may fetch from although they resolve to loopback,
+    /// private, link-local or other non-public addresses (refused otherwise, also after a
+    /// redirect): comma-separated host names or IP addresses, e.g. `images.lan,10.0.0.7`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "HOSTS",
+        requires = "allow_remote_images"
+    )]
+    pub allow_remote_hosts: Vec<String>,
     /// Largest remote image in MiB (counted while downloading) with --allow-remote-images.
     #[arg(long, default_value_t = 16)]
     pub remote_image_max_mib: u64,
@@ -111,6 +121,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .then(|| magma_serve::RemoteImageLimits {
                 max_bytes: args.remote_image_max_mib.saturating_mul(1 << 20),
                 timeout: Duration::from_secs(args.remote_image_timeout_secs.max(1)),
+                allow_hosts: args.allow_remote_hosts.clone(),
+                ..Default::default()
             });
     let addr = SocketAddr::new(args.host, args.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
