@@ -46,6 +46,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Training data: convert public datasets to Magma records, run sharded resumable jobs, inspect shards.
     Data(cmd::data::Args),
+    /// Benchmarks: score predictions as the official code does, run a model over a benchmark file, compare runs.
+    Eval(cmd::eval::Args),
 }
 
 /// Errors are printed as one line with their causes (`error: … : …`) and exit status 1; a
@@ -82,5 +84,6 @@ fn run() -> anyhow::Result<()> {
         Command::TomEval(a) => cmd::tom_eval::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
     }
 }
