@@ -7,6 +7,7 @@
 //! * [`MagmaPipeline`]: processor + model, text and images in, text out.
 //! * [`hub`]: resolves `--model` (a folder or a hub id in the local Hugging Face cache).
 
+pub mod adapter;
 pub mod autograd;
 pub mod batch;
 pub mod config;

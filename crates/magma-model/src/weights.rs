@@ -25,6 +25,8 @@ pub struct Weights {
     device: Device,
     /// Block format linear weights are quantized to as they are loaded.
     quantize: Option<crate::quant::QuantFormat>,
+    /// A LoRA adapter merged into tensors as they are handed out (see [`crate::adapter`]).
+    pub(crate) adapter: Option<std::sync::Arc<crate::adapter::LoraAdapter>>,
 }
 
 impl Weights {
@@ -38,6 +40,7 @@ impl Weights {
                 dtype,
                 device: device.clone(),
                 quantize: None,
+                adapter: None,
             });
         }
         let files = checkpoint_files(dir)?;
@@ -52,6 +55,7 @@ impl Weights {
             dtype,
             device: device.clone(),
             quantize: None,
+            adapter: None,
         })
     }
 
@@ -62,7 +66,13 @@ impl Weights {
             dtype,
             device: device.clone(),
             quantize: None,
+            adapter: None,
         }
+    }
+
+    /// Whether the tensors come from safetensors files (not a `model.gguf` or random).
+    pub(crate) fn is_checkpoint(&self) -> bool {
+        matches!(self.source, Source::Checkpoint(..))
     }
 
     /// The dtype tensors are converted to.
@@ -94,6 +104,10 @@ impl Weights {
         match &self.source {
             Source::Checkpoint(vb, _) => {
                 let tensor = self.load_unchecked(vb, name)?;
+                let tensor = match &self.adapter {
+                    Some(adapter) => adapter.apply(name, tensor)?,
+                    None => tensor,
+                };
                 if tensor.dims() != shape {
                     return Err(ModelError::ShapeMismatch {
                         name: name.to_string(),
