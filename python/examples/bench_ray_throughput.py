@@ -44,7 +44,7 @@ def main() -> None:
                 start = time.perf_counter()
                 summary = label_videos(args.manifest, out, cfg, clip_actors=1, clip_actor_cpus=0.25, label_cpus=0.75)
                 seconds = time.perf_counter() - start
-            same = all((out / f.name).read_bytes() == f.read_bytes() for f in (tmp / "local").glob("shard-*"))
+            same = all((out / f.name).read_bytes() == f.read_bytes() for f in (tmp / "local").glob("data-*"))
             results.append({"run": f"Ray, {nodes} node(s) x 1 CPU", "seconds": round(seconds, 2),
                             "clips_per_minute": round(summary["clips"] * 60 / seconds, 1),
                             "same_shards_as_single_process": same})

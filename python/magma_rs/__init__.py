@@ -8,6 +8,8 @@
   (``magma action``).
 * :class:`Magma` — ``Magma(model_dir).generate(prompt, images)`` for small models on the CPU
   (``magma generate``).
+* :func:`record_id`, :func:`tom_sample`, :func:`write_shard`, :func:`read_shard` — magma-data
+  records and WebDataset shards (the format of ``magma data``).
 * :mod:`magma_rs.pipeline` — the Ray Data video-labelling job (shots -> CLIP filter -> ToM ->
   WebDataset shards).
 
@@ -38,8 +40,12 @@ from ._native import (
     load_frames,
     parse_marks,
     parse_ui,
+    read_shard,
+    record_id,
     synthetic_scene,
     tom,
+    tom_sample,
+    write_shard,
 )
 
 __version__ = _native.__version__
@@ -55,9 +61,13 @@ __all__ = [
     "load_frames",
     "parse_marks",
     "parse_ui",
+    "read_shard",
+    "record_id",
     "som",
     "synthetic_scene",
     "tom",
+    "tom_sample",
+    "write_shard",
 ]
 
 BOX_FORMATS = ("omniparser", "pixels", "ratios", "yxhw", "yxhw-ratios")

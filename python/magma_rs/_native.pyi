@@ -152,3 +152,28 @@ class Magma:
         ``on_token(text_delta, token_id)`` streams each token (an exception there stops it)."""
     @property
     def path(self) -> str: ...
+
+def record_id(source: str, item: str) -> str:
+    """magma-data's deterministic record id: ``{source}-{32 hex of sha256(source NUL item)}``."""
+
+def tom_sample(
+    path: StrPath,
+    *,
+    clip_id: str,
+    start: int,
+    frames: int,
+    task: str,
+    source: str = "video_tom",
+    grid: int = 15,
+    height: int = 512,
+    kind: str = "video",
+    clip_score: Optional[float] = None,
+) -> Tuple[str, bytes, str]:
+    """ToM on one window as a magma-data record: ``(record_json, marked_png, "tom" | "som")``;
+    id ``record_id(source, f"{clip_id}#{start}+{frames}")``, seed from the id."""
+
+def write_shard(path: StrPath, samples: Sequence[Tuple[str, Sequence[Tuple[str, bytes]]]]) -> List[Dict[str, Any]]:
+    """magma-data's WebDataset writer: ``(record_json, [(asset name, bytes)])`` in order -> index rows."""
+
+def read_shard(path: StrPath) -> List[Tuple[Dict[str, Any], Dict[str, bytes]]]:
+    """magma-data's WebDataset reader: ``(record, {asset name: bytes})`` per sample."""

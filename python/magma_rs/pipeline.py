@@ -14,10 +14,12 @@ shards:
 3. :class:`ClipFilter` — scores ``clip_frames`` frames per window against the clip's task text
    and keeps a window iff its best score reaches ``clip_threshold`` (Magma: ViT-L/14@336, 4
    frames, max >= 0.25). On Ray it is an actor pool: the model is loaded once per actor.
-4. :func:`label_window` — Trace-of-Mark (``magma_rs.tom``) with the seed taken from the record id.
-5. :func:`write_shard` — ``shard-{k:06d}.tar`` (WebDataset: ``{id}.json`` + ``{id}.png``, members
-   sorted by id, fixed metadata, so equal records give equal bytes) and ``shard-{k:06d}.parquet``
-   (one index row per record), each written to a temporary file and renamed into place.
+4. :func:`label_window` — Trace-of-Mark as a magma-data record (``magma_rs.tom_sample``), the
+   seed taken from the record id.
+5. :func:`write_shard` — ``data-{k:06d}.tar``, written by magma-data's WebDataset writer (the
+   format ``magma data`` reads: ``<id>.json`` record + ``<id>.0.png``, records sorted by id, fixed
+   tar metadata, so equal records give equal bytes) and ``data-{k:06d}.parquet`` (magma-data's
+   index rows), each written to a temporary file and renamed into place.
 
 Example (a local cluster, or ``ray.init(address=...)`` first)::
 
@@ -29,11 +31,8 @@ Example (a local cluster, or ``ray.init(address=...)`` first)::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
@@ -83,17 +82,9 @@ class LabelConfig:
     """Source name in the record ids."""
 
 
-def record_id(source: str, item: str) -> str:
-    """The deterministic id of a record: ``{source}-{first 16 bytes of sha256(source NUL item)}``
-    (magma-data's ``record_id``)."""
-    digest = hashlib.sha256(source.encode() + b"\0" + item.encode()).hexdigest()[:32]
-    slug = "".join(c if c.isascii() and c.isalnum() else "_" for c in source)
-    return f"{slug}-{digest}"
-
-
-def _seed(rid: str) -> int:
-    # seed = hash(record id): the same record gets the same random choices on every machine.
-    return int.from_bytes(hashlib.sha256(rid.encode()).digest()[:8], "little") >> 1
+record_id = magma_rs.record_id
+"""The deterministic id of a record (magma-data's ``record_id``): ``{source}-{32 hex digits of
+sha256(source NUL item)}``; a window's item is ``f"{clip_id}#{start}+{frames}"``."""
 
 
 def read_manifest(manifest: "os.PathLike[str] | str", cfg: LabelConfig) -> List[Dict[str, Any]]:
@@ -196,43 +187,35 @@ class ClipFilter:
 
 
 def label_window(row: Dict[str, Any], cfg: LabelConfig) -> Dict[str, Any]:
-    """Trace-of-Mark on one window; returns the shard row: ``id``, ``shard``, ``json`` (the
-    record with its provenance) and ``png`` (the marked first frame) as bytes."""
-    rid = str(row["id"])
-    result = magma_rs.tom(
+    """Trace-of-Mark on one window (``magma_rs.tom_sample``: the seed comes from the record id);
+    returns the shard row: ``id``, ``shard``, ``record`` (magma-data record JSON: conversation,
+    the marked frame as ``<id>.0.png``, every mark's raw trace, ``scores["clip"]``, provenance)
+    and ``png`` (the marked first frame)."""
+    score = float(row.get("clip_score", float("nan")))
+    record, png, kind = magma_rs.tom_sample(
         str(row["path"]),
-        grid=cfg.grid,
+        clip_id=str(row["clip_id"]),
         start=int(row["start"]),
         frames=int(row["frames"]),
         task=str(row["task"]),
-        kind=cfg.kind,
-        seed=_seed(rid),
+        source=cfg.source,
+        grid=cfg.grid,
         height=cfg.height,
-        record_id=rid,
+        kind=cfg.kind,
+        clip_score=None if np.isnan(score) else score,
     )
-    score = float(row.get("clip_score", float("nan")))
-    record = dict(result["record"])
-    record["image"] = [f"{rid}.png"]
-    record["meta"] = {
-        "source": cfg.source,
-        "clip": str(row["clip_id"]),
-        "shot": [int(row["shot_start"]), int(row["shot_end"])],
-        "frames": result["source_frames"],
-        "record": result["kind"],
-        "fallback": result["fallback"],
-        "clip_score": None if np.isnan(score) else score,
-        "size": [result["width"], result["height"]],
-        "marks": result["marks"],
-    }
+    rid = str(row["id"])
+    if json.loads(record)["id"] != rid:
+        raise ValueError(f"window {rid}: the record id does not match the planned id")
     return {
         "id": rid,
         "shard": int(row["shard"]),
         "clip_id": str(row["clip_id"]),
         "start": int(row["start"]),
-        "kind": result["kind"],
+        "kind": kind,
         "clip_score": score,
-        "json": json.dumps(record, sort_keys=True).encode(),
-        "png": magma_rs.encode_png(result["marked_image"]),
+        "record": record,
+        "png": png,
     }
 
 
@@ -245,46 +228,31 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _tar_bytes(rows: List[Dict[str, Any]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for row in rows:
-            for ext in ("json", "png"):
-                data = bytes(row[ext])
-                info = tarfile.TarInfo(f"{row['id']}.{ext}")
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def write_shard(rows: Iterable[Dict[str, Any]], out_dir: "os.PathLike[str] | str", shard: int) -> Dict[str, Any]:
-    """Writes one shard (tar + Parquet index) atomically; rows sorted by id, one per id."""
+    """Writes one shard: ``data-{shard:06d}.tar`` by magma-data's WebDataset writer (records
+    sorted by id, one per id) and its index ``data-{shard:06d}.parquet``; both appear atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_id: Dict[str, Dict[str, Any]] = {}
     for row in rows:
         by_id.setdefault(str(row["id"]), row)
     ordered = [by_id[k] for k in sorted(by_id)]
-    name = f"shard-{shard:06d}"
-    _atomic_write(out_dir / f"{name}.tar", _tar_bytes(ordered))
+    name = f"data-{shard:06d}"
+    samples = [(str(r["record"]), [(f"{r['id']}.0.png", bytes(r["png"]))]) for r in ordered]
+    index = magma_rs.write_shard(out_dir / f"{name}.tar", samples)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:  # the tar alone is the dataset; the index is a convenience
         pq = None
     if pq is not None:
-        table = pa.table(
-            {
-                "id": [str(r["id"]) for r in ordered],
-                "clip_id": [str(r["clip_id"]) for r in ordered],
-                "start": pa.array([int(r["start"]) for r in ordered], pa.int64()),
-                "kind": [str(r["kind"]) for r in ordered],
-                "clip_score": pa.array([float(r["clip_score"]) for r in ordered], pa.float64()),
-                "record": [bytes(r["json"]).decode() for r in ordered],
-            }
-        )
+        rows_out = []
+        for entry, r in zip(index, ordered):
+            turns = [t["value"] for t in json.loads(str(r["record"])).get("conversations", [])] + ["", ""]
+            rows_out.append(dict(entry, clip_id=str(r["clip_id"]), start=int(r["start"]), kind=str(r["kind"]),
+                                 question=turns[0], answer=turns[1]))
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(pa.Table.from_pylist(rows_out), sink)
         _atomic_write(out_dir / f"{name}.parquet", sink.getvalue().to_pybytes())
     return {"shard": shard, "records": len(ordered), "path": str(out_dir / f"{name}.tar")}
 

@@ -7,6 +7,7 @@
 
 mod actions;
 mod convert;
+mod data;
 mod error;
 mod model;
 mod som;
@@ -20,6 +21,8 @@ mod _native {
     use crate::actions::{
         encode_action, parse_marks, parse_ui, ActionTokenizer, RobotActionDecoder,
     };
+    #[pymodule_export]
+    use crate::data::{read_shard, record_id, tom_sample, write_shard};
     #[pymodule_export]
     use crate::model::Magma;
     #[pymodule_export]

@@ -62,42 +62,53 @@ def test_windows_stay_inside_the_clip_and_ids_are_deterministic(manifest):
     assert plan_windows(clips[0], CFG) == windows
 
 
-def test_record_id_follows_magma_data():
+def test_record_id_is_magma_datas():
     rid = record_id("rlds:fractal", "shard-00000#episode 3#step 0")
-    assert rid.startswith("rlds_fractal-") and len(rid) == len("rlds_fractal-") + 32
+    # An independent computation of magma-data's rule.
+    digest = hashlib.sha256(b"rlds:fractal\0shard-00000#episode 3#step 0").hexdigest()[:32]
+    assert rid == f"rlds_fractal-{digest}"
     assert record_id("ab", "c") != record_id("a", "bc")
 
 
-def test_local_job_writes_webdataset_shards_deterministically(manifest, tmp_path):
+def test_local_job_writes_webdataset_shards_deterministically(manifest, tmp_path, run_magma):
     a = label_videos_local(manifest, tmp_path / "a", CFG)
     b = label_videos_local(manifest, tmp_path / "b", CFG)
     assert a["windows"] == a["records"] == 6 and a["shards"] == 2
-    for name in ("shard-000000.tar", "shard-000000.parquet", "shard-000001.tar"):
+    for name in ("data-000000.tar", "data-000000.parquet", "data-000001.tar"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")], "no temporary files left"
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
 
-    with tarfile.open(tmp_path / "a" / "shard-000000.tar") as tar:
+    shard = tmp_path / "a" / "data-000000.tar"
+    with tarfile.open(shard) as tar:
         names = tar.getnames()
-        assert names == sorted(names, key=lambda n: (n.rsplit(".", 1)[0], n))
-        first = json.loads(tar.extractfile(names[0]).read())
-        png = tar.extractfile(names[1]).read()
-    assert names[0].endswith(".json") and names[1] == first["id"] + ".png"
-    assert first["image"] == [first["id"] + ".png"]
-    assert [t["from"] for t in first["conversations"]] == ["human", "gpt"]
-    assert first["meta"]["clip"] in ("c0", "c1")
+    ids = [n[: -len(".json")] for n in names if n.endswith(".json")]
+    assert names == [m for i in ids for m in (f"{i}.json", f"{i}.0.png")] and ids == sorted(ids)
+    samples = magma_rs.read_shard(shard)
+    record, assets = samples[0]
+    assert record["id"] == ids[0] and record["source"] == "video_tom"
+    assert record["media"] == [{"kind": "image", "path": f"{ids[0]}.0.png", "width": 128, "height": 96}]
+    assert [t["from"] for t in record["conversations"]] == ["human", "gpt"]
+    assert record["conversations"][0]["value"].startswith("<image>")
+    assert record["provenance"]["input"].endswith(("c0", "c1"))
+    for trace in record["traces"]:
+        assert len(trace["points"]) == len(trace["visible"]) == 8
+    # The same shard through the CLI's reader (`magma data inspect`).
+    lines = run_magma("data", "inspect", shard, "--json", "--limit", 100, json_out=False).splitlines()
+    assert [json.loads(line) for line in lines] == [r for r, _ in samples]
+
     # The record equals a direct `tom` call on the same window with the id-derived seed.
-    window = next(w for c in read_manifest(manifest, CFG) for w in plan_windows(c, CFG) if w["id"] == first["id"])
+    window = next(w for c in read_manifest(manifest, CFG) for w in plan_windows(c, CFG) if w["id"] == ids[0])
     direct = magma_rs.tom(window["path"], grid=8, start=window["start"], frames=8, height=0, task=window["task"],
-                          seed=int.from_bytes(hashlib.sha256(first["id"].encode()).digest()[:8], "little") >> 1)
-    assert first["conversations"][1]["value"] == direct["answer"]
-    image = np.asarray(Image.open(io.BytesIO(png)))
+                          seed=int(ids[0][-32:][:16], 16))
+    assert record["conversations"][1]["value"] == direct["answer"]
+    image = np.asarray(Image.open(io.BytesIO(assets[f"{ids[0]}.0.png"])))
     np.testing.assert_array_equal(image, direct["marked_image"])
 
     import pyarrow.parquet as pq
 
-    index = pq.read_table(tmp_path / "a" / "shard-000000.parquet").to_pylist()
-    assert [r["id"] for r in index] == sorted(r["id"] for r in index)
-    assert len(index) == len(names) // 2
+    index = pq.read_table(tmp_path / "a" / "data-000000.parquet").to_pylist()
+    assert [r["id"] for r in index] == ids
+    assert index[0]["shard"] == "data-000000.tar" and index[0]["width"] == 128
 
 
 def test_clip_filter_drops_windows_below_the_threshold(manifest, tmp_path):
@@ -120,9 +131,13 @@ def test_clip_filter_drops_windows_below_the_threshold(manifest, tmp_path):
 
 
 def test_write_shard_keeps_one_row_per_id(tmp_path):
-    row = {"id": "x", "shard": 0, "clip_id": "c", "start": 0, "kind": "tom", "clip_score": float("nan"),
-           "json": b"{}", "png": b"\x89PNG"}
+    rid = record_id("t", "x")
+    record = json.dumps({"id": rid, "source": "t", "conversations": [{"from": "human", "value": "q"}]})
+    row = {"id": rid, "shard": 0, "clip_id": "c", "start": 0, "kind": "tom", "clip_score": float("nan"),
+           "record": record, "png": b"\x89PNG"}
     info = write_shard([row, dict(row)], tmp_path, 0)
     assert info["records"] == 1
-    with tarfile.open(tmp_path / "shard-000000.tar") as tar:
-        assert tar.getnames() == ["x.json", "x.png"]
+    with tarfile.open(tmp_path / "data-000000.tar") as tar:
+        assert tar.getnames() == [f"{rid}.json", f"{rid}.0.png"]
+    with pytest.raises(ValueError, match=r"samples\[0\]: not a magma-data record"):
+        magma_rs.write_shard(tmp_path / "bad.tar", [("{}", [])])
