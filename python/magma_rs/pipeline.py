@@ -30,7 +30,6 @@ Example (a local cluster, or ``ray.init(address=...)`` first)::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass

@@ -137,6 +137,9 @@ pub fn tom_sample<'py>(
     Ok((json, PyBytes::new(py, &png), kind))
 }
 
+/// A sample as Python passes it: the record's JSON and its assets as `(name, bytes)`.
+type PySample = (String, Vec<(String, Vec<u8>)>);
+
 /// Writes one WebDataset shard with magma-data's `ShardWriter` (`<id>.json` then its assets,
 /// fixed tar metadata, temporary file renamed into place). `samples`: `(record_json, [(name,
 /// bytes), ...])` in the order to write. Returns the index rows (dicts).
@@ -144,7 +147,7 @@ pub fn tom_sample<'py>(
 pub fn write_shard<'py>(
     py: Python<'py>,
     path: PathBuf,
-    samples: Vec<(String, Vec<(String, Vec<u8>)>)>,
+    samples: Vec<PySample>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut parsed = Vec::with_capacity(samples.len());
     for (i, (json, assets)) in samples.into_iter().enumerate() {
