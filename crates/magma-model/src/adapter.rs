@@ -35,9 +35,11 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::MagmaConfig;
+use crate::config::{GenerationConfig, MagmaConfig};
 use crate::error::{ModelError, Result};
 use crate::model::MagmaModel;
+use crate::pipeline::MagmaPipeline;
+use crate::quant::QuantFormat;
 use crate::vision::TrunkGeometry;
 use crate::weights::{check_safetensors_file, Weights};
 
@@ -448,11 +450,46 @@ impl MagmaModel {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let config = MagmaConfig::from_file(&dir.join("config.json"))?;
-        let weights = Weights::from_dir(dir, dtype, device)?.with_adapter(adapter)?;
-        let geometry = TrunkGeometry::infer(&weights)?;
-        Self::from_weights(config, &weights, geometry)
+        load_adapted_model(dir, adapter, dtype, device, None)
     }
+}
+
+/// A model with the adapter merged, optionally quantizing the merged linear layers as they
+/// load (`quantize`: then the weights are read as float32, like
+/// [`crate::quant::load_quantized_model`]).
+pub fn load_adapted_model(
+    dir: &Path,
+    adapter: &LoraAdapter,
+    dtype: DType,
+    device: &Device,
+    quantize: Option<QuantFormat>,
+) -> Result<MagmaModel> {
+    let config = MagmaConfig::from_file(&dir.join("config.json"))?;
+    let dtype = if quantize.is_some() {
+        DType::F32
+    } else {
+        dtype
+    };
+    let weights = Weights::from_dir(dir, dtype, device)?
+        .with_quantization(quantize)
+        .with_adapter(adapter)?;
+    let geometry = TrunkGeometry::infer(&weights)?;
+    MagmaModel::from_weights(config, &weights, geometry)
+}
+
+/// [`load_adapted_model`] plus the processor and generation config of the folder.
+pub fn load_adapted_pipeline(
+    dir: &Path,
+    adapter: &LoraAdapter,
+    dtype: DType,
+    device: &Device,
+    quantize: Option<QuantFormat>,
+) -> Result<MagmaPipeline> {
+    let processor = magma_processor::Processor::from_dir(dir)?;
+    let model = load_adapted_model(dir, adapter, dtype, device, quantize)?;
+    let generation_config =
+        GenerationConfig::from_file_or_default(&dir.join("generation_config.json"))?;
+    Ok(MagmaPipeline::new(processor, model, generation_config))
 }
 
 /// Writes a PEFT adapter folder (`adapter_config.json`, `adapter_model.safetensors` with
