@@ -48,6 +48,8 @@ enum Command {
     Data(cmd::data::Args),
     /// Benchmarks: score predictions as the official code does, run a model over a benchmark file, compare runs.
     Eval(cmd::eval::Args),
+    /// Fine-tune Magma (projector, LoRA, QLoRA, full) from a train.toml: metrics, checkpoints, resume, PEFT export.
+    Train(cmd::train::Args),
 }
 
 /// Errors are printed as one line with their causes (`error: … : …`) and exit status 1; a
@@ -85,5 +87,6 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Data(a) => cmd::data::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Train(a) => cmd::train::run(a),
     }
 }
