@@ -56,6 +56,10 @@ pub struct Args {
     /// needed for a folder written by `magma quantize`, which loads quantized as it is.
     #[arg(long, value_parser = super::bench_preset::parse_format)]
     pub quantize: Option<magma_model::quant::QuantFormat>,
+    /// A PEFT LoRA adapter folder (`adapter_config.json` + `adapter_model.safetensors`, e.g.
+    /// `magma train`'s `out/adapter/` or one saved by PEFT), merged into the weights at load.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// Print one JSON object (prompt_ids, generated_ids, text, finish_reason, timings) instead
     /// of streaming text.
     #[arg(long)]
@@ -101,13 +105,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = args.source.dir()?;
     let device = magma_model::device::parse_device(&args.device)?;
     let loading = spinner(&format!("loading {}", dir.display()));
-    let pipeline = match args.quantize {
-        Some(format) => magma_model::quant::load_quantized_pipeline(&dir, format, &device),
-        None => MagmaPipeline::load(
-            &dir,
-            DtypeArg::or_device_default(args.dtype, &device),
-            &device,
-        ),
+    let dtype = DtypeArg::or_device_default(args.dtype, &device);
+    let pipeline = match (&args.adapter, args.quantize) {
+        (Some(adapter_dir), quantize) => {
+            let adapter = magma_model::adapter::LoraAdapter::load(adapter_dir)
+                .with_context(|| format!("loading the adapter {}", adapter_dir.display()))?;
+            magma_model::adapter::load_adapted_pipeline(&dir, &adapter, dtype, &device, quantize)
+        }
+        (None, Some(format)) => magma_model::quant::load_quantized_pipeline(&dir, format, &device),
+        (None, None) => MagmaPipeline::load(&dir, dtype, &device),
     }
     .with_context(|| format!("loading the model from {}", dir.display()))?;
     loading.finish_and_clear();
