@@ -1,5 +1,5 @@
 //! Random cases scored by the official Python code (google-research `action_matching.py` with
-//! SeeClick's per-category aggregation, lmms-eval v0.3.0 VQAv2 / TextVQA / POPE / ChartQA, LLaVA
+//! SeeClick's per-category aggregation, MindAct's and SeeClick's Mind2Web metric code, lmms-eval v0.3.0 VQAv2 / TextVQA / POPE / ChartQA, LLaVA
 //! `eval_pope.py`); the cases and the official numbers are in `tests/fixtures/official/*/`
 //! (see the README there). Every number must be reproduced to 0.01 points.
 
@@ -50,6 +50,11 @@ fn aitw_missing_predictions_are_counted_and_reported() {
     .unwrap();
     assert!(!eval.missing.is_empty());
     assert!(eval.warnings()[0].contains("have no prediction and count as wrong"));
+}
+
+#[test]
+fn mind2web_matches_mindact_and_seeclick() {
+    check(Benchmark::Mind2Web, "mind2web");
 }
 
 #[test]

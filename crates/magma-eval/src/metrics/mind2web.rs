@@ -170,11 +170,23 @@ pub fn mindact_step(r: &Mind2WebReference, p: Option<&Mind2WebPrediction>) -> (b
     else {
         return (false, 0.0, false);
     };
-    let target = format!("{} {}", r.operation.op.trim(), r.operation.value.trim());
-    let predicted = format!("{} {}", op.op.trim(), op.value.trim());
+    let target = mindact_action(&r.operation.op, &r.operation.value);
+    let predicted = mindact_action(&op.op, &op.value);
     let element_ok = positives.contains(&element);
     let f1 = token_f1(&predicted, &target);
     (element_ok, f1, element_ok && f1 == 1.0)
+}
+
+/// The action string MindAct's `postprocess_action` reads back from `Action: OP\nValue: v`:
+/// the op as `Action: (CLICK|SELECT|TYPE)` finds it (else empty), a space, the value's first
+/// line (`Value: (.*)$`, multi-line), each stripped.
+fn mindact_action(op: &str, value: &str) -> String {
+    let op = ["CLICK", "SELECT", "TYPE"]
+        .into_iter()
+        .find(|o| op.starts_with(o))
+        .unwrap_or("");
+    let value = value.split('\n').next().unwrap_or("");
+    format!("{} {}", op, value.trim())
 }
 
 /// SeeClick's operation id: CLICK/HOVER/ENTER 4, SELECT 2, TYPE 3.
@@ -242,7 +254,8 @@ pub fn seeclick_step(
 /// MindAct `element_accuracy`, `operation_f1`, `step_success_rate` (micro), `task_success_rate`,
 /// `macro_element_accuracy`, `macro_operation_f1`, `macro_step_success_rate`; SeeClick
 /// `seeclick_element_accuracy`, `seeclick_operation_f1` (per-type mean), `seeclick_step_success_rate`,
-/// `seeclick_task_success_rate`, `seeclick_macro_operation_f1`, `seeclick_steps` (scored steps).
+/// `seeclick_task_success_rate`, `seeclick_macro_{element_accuracy,operation_f1,step_success_rate}`,
+/// `seeclick_steps` (scored steps).
 pub fn score(pairs: &[(Mind2WebReference, Option<Mind2WebPrediction>)]) -> Scores {
     let mut by_split: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, (r, _)) in pairs.iter().enumerate() {
@@ -382,12 +395,25 @@ fn seeclick(steps: &[Step<'_>]) -> Scores {
         "seeclick_task_success_rate",
         percent(solved as f64, tasks.len() as f64),
     );
-    let macro_f1: Vec<f64> = tasks
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(_, v)| mean(&v.iter().map(|o| o.1).collect::<Vec<_>>()))
-        .collect();
-    s.insert("seeclick_macro_operation_f1", 100.0 * mean(&macro_f1));
+    // Macro values: per task, then over tasks (numpy's mean of a skipped-only task is NaN
+    // there; such tasks are left out here).
+    let per_task = |f: &dyn Fn(&SeeClickOutcome) -> f64| {
+        let means: Vec<f64> = tasks
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(_, v)| mean(&v.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        100.0 * mean(&means)
+    };
+    s.insert(
+        "seeclick_macro_element_accuracy",
+        per_task(&|o| f64::from(u8::from(o.0))),
+    );
+    s.insert("seeclick_macro_operation_f1", per_task(&|o| o.1));
+    s.insert(
+        "seeclick_macro_step_success_rate",
+        per_task(&|o| f64::from(u8::from(success(o)))),
+    );
     s.insert("seeclick_steps", n);
     s
 }
