@@ -19,7 +19,7 @@ pub enum TracesError {
     #[error("{path}: cannot decode video: {message}")]
     Video { path: PathBuf, message: String },
     /// The input is a video file but the crate was built without the `video` feature.
-    #[error("{path}: reading video files needs the `video` feature (FFmpeg); pass a folder of numbered frames instead")]
+    #[error("{path}: the default build reads MP4/H.264 (.mp4, .m4v, .mov) and frame folders; other video files need the `video` feature (FFmpeg)")]
     VideoSupportMissing { path: PathBuf },
     /// A folder holds no frame images.
     #[error("{path}: no frame images (.png, .jpg, .jpeg) found")]

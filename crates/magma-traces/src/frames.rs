@@ -1,5 +1,6 @@
-//! Frame input: a window (start, length, stride) of a folder of numbered frame images or, with
-//! the `video` feature, of a video file, resized as the reference does.
+//! Frame input: a window (start, length, stride) of a folder of numbered frame images, an
+//! MP4/H.264 file (default build, [`crate::mp4`]) or, with the `video` feature, any video file
+//! FFmpeg reads, resized as the reference does.
 
 use std::path::{Path, PathBuf};
 
@@ -246,13 +247,17 @@ fn load_video(
     crate::video::load_window(path, window, resize, progress)
 }
 
+/// The default build reads MP4/H.264 itself ([`crate::mp4`]); other containers need FFmpeg.
 #[cfg(not(feature = "video"))]
 fn load_video(
     path: &Path,
-    _window: &FrameWindow,
-    _resize: Resize,
-    _progress: &mut dyn FnMut(usize, usize),
+    window: &FrameWindow,
+    resize: Resize,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Clip> {
+    if crate::mp4::is_mp4_path(path) {
+        return crate::mp4::load_window(path, window, resize, progress);
+    }
     Err(TracesError::VideoSupportMissing { path: path.into() })
 }
 

@@ -27,6 +27,7 @@ pub mod homography;
 pub mod kmeans;
 pub mod lk;
 pub mod metrics;
+pub mod mp4;
 pub mod occlusion;
 pub mod output;
 pub mod pipeline;
