@@ -209,3 +209,56 @@ fn saved_adapters_have_peft_keys_and_config() {
         adapter.layers().len()
     );
 }
+
+#[test]
+fn modules_to_save_replace_the_base_tensors() {
+    let model_name = "magma-tiny-crop";
+    let weights =
+        magma_model::Weights::from_dir(&model_dir(model_name), DType::F32, &Device::Cpu).unwrap();
+    let name = "multi_modal_projector.proj.0.weight";
+    let shape = weights.shape_of(name).unwrap();
+    let replacement = (weights.get(name, &shape).unwrap() * 0.5).unwrap();
+    let mut config = LoraAdapter::load(&lora_dir(model_name).join("adapter_init"))
+        .unwrap()
+        .config;
+    config.modules_to_save = Some(vec!["multi_modal_projector".into()]);
+    let dir = scratch("modules-to-save");
+    let saved = BTreeMap::from([(name.to_string(), replacement.clone())]);
+    save_peft_adapter(&dir, &config, &BTreeMap::new(), &saved).unwrap();
+    let keys: Vec<String> =
+        candle_core::safetensors::load(dir.join(ADAPTER_WEIGHTS_FILE), &Device::Cpu)
+            .unwrap()
+            .into_keys()
+            .collect();
+    assert_eq!(keys, vec![format!("base_model.model.{name}")]);
+
+    let adapter = LoraAdapter::load(&dir).unwrap();
+    let adapted = magma_model::Weights::from_dir(&model_dir(model_name), DType::F32, &Device::Cpu)
+        .unwrap()
+        .with_adapter(&adapter)
+        .unwrap();
+    assert_eq!(
+        max_abs_diff(&adapted.get(name, &shape).unwrap(), &replacement),
+        0.0
+    );
+    // other tensors are untouched
+    let other = "multi_modal_projector.proj.2.weight";
+    let other_shape = weights.shape_of(other).unwrap();
+    assert_eq!(
+        max_abs_diff(
+            &adapted.get(other, &other_shape).unwrap(),
+            &weights.get(other, &other_shape).unwrap()
+        ),
+        0.0
+    );
+
+    // a tensor outside `modules_to_save` is refused, by name
+    config.modules_to_save = None;
+    let dir = scratch("not-saved");
+    save_peft_adapter(&dir, &config, &BTreeMap::new(), &saved).unwrap();
+    let err = LoraAdapter::load(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains(name) && err.contains("modules_to_save"),
+        "{err}"
+    );
+}
