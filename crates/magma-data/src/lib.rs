@@ -5,10 +5,16 @@
 //! * [`stage`]: the [`Stage`](stage::Stage) API: a function over one manifest item that emits
 //!   samples and reports skipped records instead of failing.
 
+pub mod convert;
+pub mod curate;
 pub mod error;
+pub mod example;
+pub mod job;
 pub mod magma_json;
+pub mod pipeline;
 pub mod record;
 pub mod stage;
+pub mod tfrecord;
 pub mod webdataset;
 
 pub use error::{DataError, Result};
