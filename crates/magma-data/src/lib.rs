@@ -13,6 +13,7 @@ pub mod job;
 pub mod magma_json;
 pub mod pipeline;
 pub mod record;
+pub mod render;
 pub mod stage;
 pub mod tfrecord;
 pub mod webdataset;

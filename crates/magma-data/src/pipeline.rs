@@ -48,7 +48,7 @@ pub struct Pipeline {
 }
 
 /// One `[[stage]]` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     /// Name (its output folder).
