@@ -31,6 +31,10 @@ pub enum DataCommand {
     /// Run the stages of a PIPELINE.toml over one shard of their manifests: atomic parts with
     /// done markers, resumable after a kill, per-record error logs, a survival funnel per stage.
     Run(RunArgs),
+    /// Split a video into shots as PySceneDetect does (content / adaptive detector).
+    Shots(super::data_curate::ShotsArgs),
+    /// CLIP cosine scores of images against captions (Magma's curation filter).
+    ClipScore(super::data_curate::ClipScoreArgs),
 }
 
 /// `magma data inspect`.
@@ -119,6 +123,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         DataCommand::Inspect(a) => inspect(a),
         DataCommand::Convert(a) => convert(a),
         DataCommand::Run(a) => run_pipeline(a),
+        DataCommand::Shots(a) => super::data_curate::run_shots(a),
+        DataCommand::ClipScore(a) => super::data_curate::run_clip_score(a),
     }
 }
 

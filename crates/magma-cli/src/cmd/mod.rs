@@ -3,6 +3,7 @@ pub mod action;
 pub mod bench;
 pub mod bench_preset;
 pub mod data;
+pub mod data_curate;
 pub mod eval;
 pub mod generate;
 pub mod parity;
