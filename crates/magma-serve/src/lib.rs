@@ -25,8 +25,8 @@
 mod act;
 pub mod chat;
 pub mod engine;
+mod connection;
 mod error;
-mod linger;
 pub mod metrics;
 pub mod numpy;
 pub mod remote;
@@ -63,6 +63,9 @@ pub struct Limits {
     pub act_max_tokens: usize,
     /// Per-request time limit, queueing included.
     pub request_timeout: Duration,
+    /// Time for a request's header to arrive complete, from its first byte (from the connection
+    /// for the first request); slower clients are disconnected.
+    pub header_timeout: Duration,
     /// `http(s)://` image URLs are fetched within these limits, from public addresses and the
     /// allowed hosts only; `None` (the default) refuses them.
     pub remote_images: Option<RemoteImageLimits>,
@@ -77,6 +80,7 @@ impl Default for Limits {
             default_max_tokens: 512,
             act_max_tokens: 1000,
             request_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(30),
             remote_images: None,
         }
     }
@@ -223,8 +227,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let app = routes::router(self.state.clone());
-        // connections linger on close so that a refused body's client reads the 413 (see linger)
-        let served = axum::serve(linger::LingeringListener(self.listener), app)
+        // header time limit, and a lingering close so that a refused body's client reads the 413
+        let listener = connection::GuardedListener {
+            listener: self.listener,
+            header_timeout: self.state.config.limits.header_timeout,
+        };
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         let state = self.state.clone();

@@ -40,6 +40,9 @@ pub struct Args {
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 32)]
     pub max_body_mib: usize,
+    /// Seconds for a request's header to arrive complete (slower clients are disconnected).
+    #[arg(long, default_value_t = 30)]
+    pub header_timeout_secs: u64,
     /// Most images in one chat request.
     #[arg(long, default_value_t = 8)]
     pub max_images: usize,
@@ -113,6 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.engine.queue_capacity = args.queue_size.max(1);
     config.limits.request_timeout = Duration::from_secs(args.timeout_secs.max(1));
     config.limits.max_body_bytes = args.max_body_mib.saturating_mul(1 << 20);
+    config.limits.header_timeout = Duration::from_secs(args.header_timeout_secs.max(1));
     config.limits.max_images = args.max_images;
     config.limits.max_image_pixels = args.max_image_pixels;
     config.limits.default_max_tokens = args.default_max_tokens;
