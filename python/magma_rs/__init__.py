@@ -6,10 +6,17 @@
 * :class:`ActionTokenizer`, :class:`RobotActionDecoder`, :func:`encode_action` — robot action
   tokens <-> 7-DoF actions; :func:`parse_ui`, :func:`parse_marks` — UI / mark / trace answers
   (``magma action``).
+* :func:`detect_shots`, :class:`ClipScorer`, :func:`clip_frames` — video curation (``magma data
+  shots``, ``magma data clip-score``): PySceneDetect-equal shots and Magma's CLIP filter score.
 * :class:`Magma` — ``Magma(model_dir).generate(prompt, images)`` for small models on the CPU
   (``magma generate``).
+* :func:`convert` — iterate the records of an RLDS / AITW / Mind2Web / SeeClick / LLaVA source
+  (magma-data's converters, the stages of ``magma data run``).
 * :func:`record_id`, :func:`tom_sample`, :func:`write_shard`, :func:`read_shard` — magma-data
   records and WebDataset shards (the format of ``magma data``).
+* :func:`run_pipeline` (``magma data run``), :func:`pipeline_stages`, :func:`pipeline_items`,
+  :class:`StageRunner` — magma-data's job runner, splittable over any scheduler
+  (:func:`magma_rs.pipeline.run_pipeline_on_ray`).
 * :mod:`magma_rs.pipeline` — the Ray Data video-labelling job (shots -> CLIP filter -> ToM ->
   WebDataset shards).
 
@@ -32,16 +39,24 @@ import numpy as np
 from . import _native
 from ._native import (
     ActionTokenizer,
+    ClipScorer,
     Magma,
     RobotActionDecoder,
+    clip_frames,
+    convert,
+    detect_shots,
     encode_action,
     encode_png,
     frame_count,
     load_frames,
     parse_marks,
     parse_ui,
+    pipeline_items,
+    pipeline_stages,
     read_shard,
     record_id,
+    run_pipeline,
+    StageRunner,
     synthetic_scene,
     tom,
     tom_sample,
@@ -52,17 +67,25 @@ __version__ = _native.__version__
 
 __all__ = [
     "ActionTokenizer",
+    "ClipScorer",
     "Magma",
     "RobotActionDecoder",
     "SomResult",
+    "clip_frames",
+    "convert",
+    "detect_shots",
     "encode_action",
     "encode_png",
     "frame_count",
     "load_frames",
     "parse_marks",
     "parse_ui",
+    "pipeline_items",
+    "pipeline_stages",
     "read_shard",
     "record_id",
+    "run_pipeline",
+    "StageRunner",
     "som",
     "synthetic_scene",
     "tom",
@@ -104,6 +127,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"boxes: cannot convert {type(value).__name__} to a number or list")
 
 
+def _check_box_array(boxes: np.ndarray) -> None:
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes: expected an array of shape (N, 4), got {boxes.shape}")
+    if not np.issubdtype(boxes.dtype, np.number):
+        raise ValueError(f"boxes: expected a numeric array, got dtype {boxes.dtype}")
+
+
 def _boxes_json(boxes: Any) -> str:
     if isinstance(boxes, os.PathLike):
         with open(boxes, encoding="utf-8") as f:
@@ -111,10 +141,7 @@ def _boxes_json(boxes: Any) -> str:
     if isinstance(boxes, str):
         return boxes
     if isinstance(boxes, np.ndarray):
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes: expected an array of shape (N, 4), got {boxes.shape}")
-        if not np.issubdtype(boxes.dtype, np.number):
-            raise ValueError(f"boxes: expected a numeric array, got dtype {boxes.dtype}")
+        _check_box_array(boxes)
         return json.dumps(boxes.tolist())
     try:
         return json.dumps(boxes, default=_json_default, allow_nan=True)
@@ -158,7 +185,8 @@ def som(
     if format not in BOX_FORMATS and format != "yxhw_ratios":
         raise ValueError(f"format: unknown box format {format!r}; expected one of {', '.join(BOX_FORMATS)}")
     if isinstance(boxes, np.ndarray):
-        boxes = _boxes_json(boxes)
+        _check_box_array(boxes)
+        boxes = boxes.tolist()
     elif isinstance(boxes, os.PathLike):
         boxes = _boxes_json(boxes)
     # Lists of [x1, y1, x2, y2] go to Rust as they are; other lists come back to _boxes_json.

@@ -177,3 +177,46 @@ def write_shard(path: StrPath, samples: Sequence[Tuple[str, Sequence[Tuple[str, 
 
 def read_shard(path: StrPath) -> List[Tuple[Dict[str, Any], Dict[str, bytes]]]:
     """magma-data's WebDataset reader: ``(record, {asset name: bytes})`` per sample."""
+
+def detect_shots(
+    path: StrPath,
+    *,
+    detector: str = "content",
+    threshold: Optional[float] = None,
+    min_scene_len: int = 15,
+    luma_only: bool = False,
+    weights: Optional[Tuple[float, float, float, float]] = None,
+    kernel_size: Optional[int] = None,
+    filter_mode: str = "merge",
+    window_width: int = 2,
+    min_content_val: float = 15.0,
+    downscale: Optional[int] = None,
+    psd_06: bool = False,
+    fps: Optional[Tuple[int, int]] = None,
+    stats: bool = False,
+) -> Dict[str, Any]:
+    """PySceneDetect-equal shots (``magma data shots --json``): ``frames``, ``frame_rate``,
+    ``cuts``, ``scenes`` (empty without a cut), ``stats`` (with ``stats=True``)."""
+
+def clip_frames(start: int, frames: int) -> List[int]:
+    """The 4 frames Magma's CLIP filter scores in a window."""
+
+class ClipScorer:
+    """Magma's CLIP filter score: cosine of L2-normalised embeddings (HF CLIP folder, CPU)."""
+
+    def __init__(self, model: StrPath) -> None: ...
+    def score(self, images: Sequence[ImageLike], texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """(images, texts) cosine matrix; PIL images with alpha are preprocessed as RGBA."""
+
+class Records:
+    """Records of a source, converted one input file at a time: ``(record, {asset: bytes})``."""
+
+    def __iter__(self) -> "Records": ...
+    def __next__(self) -> Tuple[Dict[str, Any], Dict[str, bytes]]: ...
+    @property
+    def skipped(self) -> List[Dict[str, Any]]:
+        """Records the converter skipped: ``file``, ``locator``, ``reason``, ``message``."""
+
+def convert(kind: str, input: StrPath, **options: Any) -> Records:
+    """Iterate the records of ``rlds`` / ``aitw`` / ``mind2web`` / ``seeclick`` / ``llava`` input;
+    options are PIPELINE.toml's stage fields (``statistics``, ``images``, ``max_marks``, …)."""

@@ -5,14 +5,15 @@ Every stage is a plain function of one row, so the same job runs on one machine
 shards:
 
 1. :func:`read_manifest` — one JSON object per line: ``{"id": "...", "path": "...", "task": "..."}``
-   (``path``: a folder of numbered frames, or a video file with the ``video`` build; relative paths
+   (``path``: a folder of numbered frames or an MP4 file; other containers with the ``video``
+   build; relative paths
    are resolved against the manifest's folder). Clip ``i`` goes to shard ``i // clips_per_shard``.
-2. :func:`plan_windows` — shots (``magma_rs.detect_shots`` when the build has it, otherwise the
-   whole clip is one shot), then windows of ``window`` frames every ``window_step`` frames inside
+2. :func:`plan_windows` — shots (``magma_rs.detect_shots``; a clip without a cut is one shot),
+   then windows of ``window`` frames every ``window_step`` frames inside
    each shot (a window never crosses a cut). The record id is deterministic from the clip and the
    window (:func:`record_id`), so a retried task overwrites, never duplicates.
-3. :class:`ClipFilter` — scores ``clip_frames`` frames per window against the clip's task text
-   and keeps a window iff its best score reaches ``clip_threshold`` (Magma: ViT-L/14@336, 4
+3. :class:`ClipFilter` — scores 4 frames per window (``magma_rs.clip_frames``) against the
+   clip's task text with ``magma_rs.ClipScorer`` and keeps a window iff its best score reaches ``clip_threshold`` (Magma: ViT-L/14@336, 4
    frames, max >= 0.25). On Ray it is an actor pool: the model is loaded once per actor.
 4. :func:`label_window` — Trace-of-Mark as a magma-data record (``magma_rs.tom_sample``), the
    seed taken from the record id.
@@ -50,6 +51,7 @@ __all__ = [
     "plan_windows",
     "read_manifest",
     "record_id",
+    "run_pipeline_on_ray",
     "write_shard",
 ]
 
@@ -72,9 +74,8 @@ class LabelConfig:
     """Folder of the CLIP model for ``magma_rs.ClipScorer``; None disables the CLIP filter
     (every window is kept, ``clip_score`` is NaN)."""
     clip_threshold: float = 0.25
-    clip_frames: int = 4
     detect_shots: bool = True
-    """Split clips into shots when the build has ``magma_rs.detect_shots``."""
+    """Split clips into shots (``magma_rs.detect_shots``, PySceneDetect's ContentDetector)."""
     shot_threshold: float = 27.0
     clips_per_shard: int = 4
     source: str = "video_tom"
@@ -121,9 +122,11 @@ def read_manifest(manifest: "os.PathLike[str] | str", cfg: LabelConfig) -> List[
 
 
 def _shots(path: str, cfg: LabelConfig, frames: int) -> List[tuple]:
-    detect = getattr(magma_rs, "detect_shots", None)
-    if cfg.detect_shots and detect is not None:
-        return [(int(s), int(e)) for s, e in detect(path, threshold=cfg.shot_threshold)]
+    """``[start, end)`` shots; PySceneDetect reports none when there is no cut: one shot then."""
+    if cfg.detect_shots:
+        scenes = magma_rs.detect_shots(path, threshold=cfg.shot_threshold)["scenes"]
+        if scenes:
+            return [(int(s["start"]), int(s["end"])) for s in scenes]
     return [(0, frames)]
 
 
@@ -140,13 +143,6 @@ def plan_windows(clip: Dict[str, Any], cfg: LabelConfig) -> List[Dict[str, Any]]
     return rows
 
 
-def _clip_frame_indices(start: int, frames: int, n: int) -> List[int]:
-    # Magma: linspace(start, end - 1, min(4, n)) truncated to int, padded by repeating the last.
-    count = min(n, frames)
-    picks = [int(v) for v in np.linspace(start, start + frames - 1, count)]
-    return picks + [picks[-1]] * (n - count)
-
-
 class ClipFilter:
     """CLIP filter stage: adds ``clip_score`` (best frame-text cosine) and drops windows below
     the threshold. A callable class, so Ray runs it as an actor pool and loads the model once per
@@ -158,17 +154,14 @@ class ClipFilter:
         if scorer_factory is not None:
             self.scorer = scorer_factory()
         elif cfg.clip_model is not None:
-            scorer_cls = getattr(magma_rs, "ClipScorer", None)
-            if scorer_cls is None:
-                raise ValueError("clip_model is set but this magma_rs build has no ClipScorer")
-            self.scorer = scorer_cls(cfg.clip_model)
+            self.scorer = magma_rs.ClipScorer(cfg.clip_model)
         else:
             self.scorer = None
 
     def score(self, row: Dict[str, Any]) -> float:
         if self.scorer is None:
             return float("nan")
-        idx = _clip_frame_indices(int(row["start"]), int(row["frames"]), self.cfg.clip_frames)
+        idx = magma_rs.clip_frames(int(row["start"]), int(row["frames"]))
         images = magma_rs.load_frames(row["path"], idx)
         scores = np.asarray(self.scorer.score(images, [row["task"]]), dtype=np.float64)
         return float(scores.max())
@@ -434,3 +427,43 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         self.processes.clear()
+
+
+class _StageActor:
+    """Ray actor for :func:`run_pipeline_on_ray`: builds the stage once (its models load once
+    per actor) and runs the job runner on the work items it is given."""
+
+    def __init__(self, pipeline: str, stage: str):
+        self.runner = magma_rs.StageRunner(pipeline, stage)
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        funnel = self.runner.run([str(item) for item in batch["item"]])
+        return {"records": np.array([int(funnel["records"])]), "items": np.array([int(funnel["items"])])}
+
+
+def run_pipeline_on_ray(
+    pipeline: "os.PathLike[str] | str", *, actors: int = 1, actor_cpus: float = 1.0
+) -> List[Dict[str, Any]]:
+    """``magma data run PIPELINE.toml`` with Ray as the scheduler: stage after stage, the work
+    items are spread over an actor pool of ``actors`` actors (each builds the stage once), and
+    every item is written by magma-data's own job runner (one part per item: tar, error log,
+    done marker, each renamed into place), so the output is ``magma data run``'s, exactly once,
+    whatever Ray retries. The last step is :func:`magma_rs.run_pipeline` itself: with every
+    item done it only adds up the funnels and writes them as the CLI does. Returns its reports."""
+    import ray
+
+    pipeline = str(Path(pipeline).resolve())
+    for stage in magma_rs.pipeline_stages(pipeline):
+        items = magma_rs.pipeline_items(pipeline, stage["name"])
+        if not items:
+            continue
+        ds = ray.data.from_items([{"item": item} for item in items], override_num_blocks=len(items))
+        ds.map_batches(
+            _StageActor,
+            fn_constructor_kwargs={"pipeline": pipeline, "stage": stage["name"]},
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
+            num_cpus=actor_cpus,
+            batch_size=1,
+            batch_format="numpy",
+        ).materialize()
+    return magma_rs.run_pipeline(pipeline)

@@ -7,8 +7,11 @@
 
 mod actions;
 mod convert;
+mod convert_records;
+mod curate;
 mod data;
 mod error;
+mod job;
 mod model;
 mod som;
 mod tom;
@@ -22,7 +25,13 @@ mod _native {
         encode_action, parse_marks, parse_ui, ActionTokenizer, RobotActionDecoder,
     };
     #[pymodule_export]
+    use crate::convert_records::{convert, Records};
+    #[pymodule_export]
+    use crate::curate::{clip_frames, detect_shots, ClipScorer};
+    #[pymodule_export]
     use crate::data::{read_shard, record_id, tom_sample, write_shard};
+    #[pymodule_export]
+    use crate::job::{pipeline_items, pipeline_stages, run_pipeline, StageRunner};
     #[pymodule_export]
     use crate::model::Magma;
     #[pymodule_export]

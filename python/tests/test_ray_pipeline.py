@@ -157,3 +157,47 @@ def test_two_node_job_survives_a_killed_worker_and_equals_the_local_run(clips, c
     assert sorted(p.name for p in ray_out.glob("data-*")) == sorted(p.name for p in local_out.glob("data-*"))
     # One model load per actor (2 actors; a restarted actor would load once more).
     assert 2 <= len(list(loads.iterdir())) <= 3
+
+
+def _pipeline(folder: Path) -> Path:
+    """A magma-data PIPELINE.toml over the converter fixtures (RLDS, AITW, a filter stage)."""
+    fixtures = Path(__file__).resolve().parents[2] / "crates" / "magma-data" / "tests" / "fixtures"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "PIPELINE.toml").write_text(f"""out = "out"
+
+[[stage]]
+name = "robot"
+kind = "rlds"
+input = "{fixtures}/rlds/tiny_robot/1.0.0"
+statistics = "{fixtures}/rlds/dataset_statistics.json"
+
+[[stage]]
+name = "aitw"
+kind = "aitw"
+input = "{fixtures}/aitw"
+
+[[stage]]
+name = "aitw_marked"
+kind = "filter"
+from = "aitw"
+require_marks = true
+""")
+    return folder / "PIPELINE.toml"
+
+
+def test_magma_data_run_on_ray_writes_what_the_job_runner_writes(cluster, tmp_path):
+    from magma_rs.pipeline import run_pipeline_on_ray
+
+    local, on_ray = _pipeline(tmp_path / "local"), _pipeline(tmp_path / "ray")
+    # magma_rs.run_pipeline is magma_data::pipeline::run, the function `magma data run` calls.
+    magma_rs.run_pipeline(local)
+    reports = run_pipeline_on_ray(on_ray, actors=2, actor_cpus=0.5)
+    assert [r["stage"] for r in reports] == ["robot", "aitw", "aitw_marked"]
+    assert all(r["done_before"] == r["items"] for r in reports), "Ray ran every item before the final pass"
+    for stage in ("robot", "aitw", "aitw_marked"):
+        a, b = tmp_path / "local/out" / stage, tmp_path / "ray/out" / stage
+        names = sorted(p.name for p in a.iterdir() if not p.name.endswith(".done.json"))
+        assert names == sorted(p.name for p in b.iterdir() if not p.name.endswith(".done.json"))
+        assert any(n.endswith(".tar") for n in names)
+        for name in names:  # done markers hold timings; everything else is equal
+            assert (a / name).read_bytes() == (b / name).read_bytes(), f"{stage}/{name}"
