@@ -302,3 +302,86 @@ fn examples_round_trip_through_serde() {
         );
     }
 }
+
+/// A model folder around the real LLaMA-3 tokenizer (`tokenizer-real/`, gunzipped) with the
+/// tiny model's image settings.
+fn real_tokenizer_model(root: &Path, use_image_start_end: bool) -> PathBuf {
+    use std::io::Read;
+    let dir = root.join(format!("real_start_end_{use_image_start_end}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = common::fixtures().join("tokenizer-real");
+    let gz = std::fs::File::open(real.join("tokenizer.json.gz")).unwrap();
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut text)
+        .unwrap();
+    std::fs::write(dir.join("tokenizer.json"), text).unwrap();
+    for (from, to) in [
+        (real.join("tokenizer_config.json"), "tokenizer_config.json"),
+        (
+            model_dir("magma-tiny-crop").join("preprocessor_config.json"),
+            "preprocessor_config.json",
+        ),
+    ] {
+        std::fs::copy(from, dir.join(to)).unwrap();
+    }
+    let config = serde_json::json!({
+        "image_token_index": 128257,
+        "mm_use_image_start_end": use_image_start_end,
+        "tokenizer_vocab_size": 128000,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+/// Cases run through Magma's own `preprocess_multimodal` / `preprocess` with the real 128k
+/// vocabulary (where pieces tokenised apart could differ from the whole): ids and labels equal.
+#[test]
+fn real_tokenizer_cases_match_the_reference() {
+    let cases = read_json(&train_fixtures().join("masking/real_tokenizer_cases.json"));
+    let root = tempfile::tempdir().unwrap();
+    // one builder per flag (loading the 128k vocabulary is the slow part), max_length per case
+    let mut builders = [false, true].map(|flag| {
+        Some(TrainingExampleBuilder::from_dir(&real_tokenizer_model(root.path(), flag)).unwrap())
+    });
+    let mut checked = 0;
+    for case in cases["cases"].as_array().unwrap() {
+        let flag = case["mm_use_image_start_end"].as_bool().unwrap();
+        let name = format!("{} (start/end {flag})", case["id"].as_str().unwrap());
+        let mut item: ConversationItem = serde_json::from_value(case.clone()).unwrap();
+        let n = case["n_images"].as_u64().unwrap() as usize;
+        if n > 0 {
+            item.image = Some(ImageField::Many(
+                (0..n).map(|k| format!("img{k}.png").into()).collect(),
+            ));
+        }
+        let max_length = case["model_max_length"].as_u64().unwrap() as usize;
+        let slot = &mut builders[usize::from(flag)];
+        let builder = slot.take().unwrap().with_max_length(max_length).unwrap();
+        let example = builder
+            .build(&item)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            example.text,
+            case["rendered_text"].as_str().unwrap(),
+            "{name}"
+        );
+        let ids: Vec<i64> = example.input_ids.iter().map(|&i| i64::from(i)).collect();
+        assert_eq!(ids, as_i64s(&case["input_ids"]), "{name}: input_ids");
+        assert_eq!(example.labels, as_i64s(&case["labels"]), "{name}: labels");
+        let warned = example
+            .warnings
+            .iter()
+            .any(|w| matches!(w, ExampleWarning::LengthMismatch { .. }));
+        assert_eq!(
+            warned,
+            case["whole_sample_masked_by_length_check"]
+                .as_bool()
+                .unwrap(),
+            "{name}"
+        );
+        *slot = Some(builder);
+        checked += 1;
+    }
+    assert_eq!(checked, 34);
+}
