@@ -287,7 +287,10 @@ impl TrainConfig {
             ));
         }
         let t = &self.train;
-        if t.batch_size == 0 || t.micro_batch_size == 0 || t.batch_size % t.micro_batch_size != 0 {
+        if t.batch_size == 0
+            || t.micro_batch_size == 0
+            || !t.batch_size.is_multiple_of(t.micro_batch_size)
+        {
             return bad(format!(
                 "train.batch_size {} must be a positive multiple of train.micro_batch_size {}",
                 t.batch_size, t.micro_batch_size
@@ -296,7 +299,7 @@ impl TrainConfig {
         if t.steps == 0 && t.epochs.unwrap_or(0) == 0 {
             return bad("set train.steps or train.epochs".into());
         }
-        if !(self.optim.lr > 0.0) {
+        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
             return bad(format!("optim.lr {} must be positive", self.optim.lr));
         }
         if self.data.max_length == 0 {

@@ -417,8 +417,8 @@ impl Trainer {
         while self.step < last {
             let mut record = self.train_step()?;
             let save_every = self.config.train.save_every;
-            let saving =
-                self.step == self.total_steps || (save_every > 0 && self.step % save_every == 0);
+            let saving = self.step == self.total_steps
+                || (save_every > 0 && self.step.is_multiple_of(save_every));
             if saving {
                 record.eval_loss = self.eval_loss()?;
             }

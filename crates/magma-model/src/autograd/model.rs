@@ -28,13 +28,16 @@ pub trait RandomSource {
     fn uniform(&mut self) -> f32;
 }
 
+/// Decides whether a linear module (name, in, out) gets a LoRA adapter, and its initial tensors.
+pub type LoraFn<'a> = &'a dyn Fn(&str, usize, usize) -> Result<Option<LoraInit>>;
+
 /// Which tensors train and where LoRA adapters go.
 pub struct TrainSpec<'a> {
     /// Whether the checkpoint tensor `name` is trained (full weights, not LoRA).
     pub trainable: &'a dyn Fn(&str) -> bool,
     /// LoRA adapter for the linear module `name` (e.g.
     /// `language_model.model.layers.0.self_attn.q_proj`) with `(in, out)` features.
-    pub lora: &'a dyn Fn(&str, usize, usize) -> Result<Option<LoraInit>>,
+    pub lora: LoraFn<'a>,
     /// Stochastic depth of the ConvNeXt trunk (timm `drop_path_rate`; 0 = off).
     pub drop_path_rate: f64,
 }
