@@ -60,6 +60,7 @@ from ._native import (
     synthetic_scene,
     tom,
     tom_sample,
+    work_item,
     write_shard,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "synthetic_scene",
     "tom",
     "tom_sample",
+    "work_item",
     "write_shard",
 ]
 

@@ -220,3 +220,35 @@ class Records:
 def convert(kind: str, input: StrPath, **options: Any) -> Records:
     """Iterate the records of ``rlds`` / ``aitw`` / ``mind2web`` / ``seeclick`` / ``llava`` input;
     options are PIPELINE.toml's stage fields (``statistics``, ``images``, ``max_marks``, …)."""
+
+def work_item(path: StrPath) -> str:
+    """magma-data's work item of one input file (key = file name), as JSON."""
+
+def pipeline_stages(path: StrPath) -> List[Dict[str, Any]]:
+    """A PIPELINE.toml's stages: ``name``, ``kind``, ``dir``."""
+
+def pipeline_items(path: StrPath, stage: str) -> List[str]:
+    """The work items (JSON) of one stage (a filter's: the done parts of the stage it reads)."""
+
+def run_pipeline(path: StrPath, *, shard_index: int = 0, shard_count: int = 1) -> List[Dict[str, Any]]:
+    """``magma data run PIPELINE.toml [--shard i/n]`` on this machine; the stage reports."""
+
+class StageRunner:
+    """One stage built once (models loaded once), run item by item by magma-data's job runner."""
+
+    def __init__(self, pipeline: StrPath, stage: str) -> None: ...
+    @staticmethod
+    def video(
+        out: StrPath,
+        *,
+        window: int = 16,
+        height: int = 256,
+        grid: int = 15,
+        kind: str = "video",
+        seed: int = 0,
+        shot_threshold: float = 27.0,
+        clip_model: Optional[StrPath] = None,
+    ) -> "StageRunner":
+        """magma-data's video stage (clip list → shots → CLIP → windows → ToM) writing into ``out``."""
+    def run(self, items: Sequence[str]) -> Dict[str, Any]:
+        """Runs the items (skipping done ones); returns their funnel."""

@@ -46,6 +46,7 @@ __all__ = [
     "LocalCluster",
     "LabelConfig",
     "label_videos",
+    "label_clip_lists",
     "label_videos_local",
     "label_window",
     "plan_windows",
@@ -429,41 +430,75 @@ class LocalCluster:
         self.processes.clear()
 
 
-class _StageActor:
-    """Ray actor for :func:`run_pipeline_on_ray`: builds the stage once (its models load once
-    per actor) and runs the job runner on the work items it is given."""
+def _stage_runner(spec: Dict[str, Any]) -> Any:
+    if spec["kind"] == "video":
+        return magma_rs.StageRunner.video(spec["out"], **spec["options"])
+    return magma_rs.StageRunner(spec["pipeline"], spec["stage"])
 
-    def __init__(self, pipeline: str, stage: str):
-        self.runner = magma_rs.StageRunner(pipeline, stage)
+
+class _StageActor:
+    """Ray actor: builds a stage once (its models load once per actor) and runs magma-data's job
+    runner on the work items it is given."""
+
+    def __init__(self, spec: Dict[str, Any]):
+        self.runner = _stage_runner(spec)
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         funnel = self.runner.run([str(item) for item in batch["item"]])
         return {"records": np.array([int(funnel["records"])]), "items": np.array([int(funnel["items"])])}
 
 
+def _run_items_on_ray(spec: Dict[str, Any], items: List[str], actors: int, actor_cpus: float) -> None:
+    import ray
+
+    ray.data.from_items([{"item": item} for item in items], override_num_blocks=len(items)).map_batches(
+        _StageActor,
+        fn_constructor_kwargs={"spec": spec},
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
+        num_cpus=actor_cpus,
+        batch_size=1,
+        batch_format="numpy",
+    ).materialize()
+
+
+def label_clip_lists(
+    clip_lists: Iterable["os.PathLike[str] | str"],
+    out_dir: "os.PathLike[str] | str",
+    *,
+    ray_actors: int = 0,
+    actor_cpus: float = 1.0,
+    **video_options: Any,
+) -> Dict[str, Any]:
+    """magma-data's video stage (the ``magma data run`` video converter: clip list → shots →
+    CLIP score → windows inside shots → ToM records) over clip list files, one output part per
+    clip list in ``out_dir``. With ``ray_actors`` > 0 the clip lists are spread over a Ray actor
+    pool (each actor loads the CLIP model once); the parts are written by the job runner either
+    way, so both runs give the same files, every record exactly once. ``video_options``:
+    ``window``, ``height``, ``grid``, ``kind``, ``seed``, ``shot_threshold``, ``clip_model``.
+    Returns the funnel of all clip lists."""
+    out_dir = str(Path(out_dir).resolve())
+    items = [magma_rs.work_item(str(Path(p).resolve())) for p in clip_lists]
+    spec = {"kind": "video", "out": out_dir, "options": video_options}
+    if ray_actors > 0 and items:
+        _run_items_on_ray(spec, items, ray_actors, actor_cpus)
+    # Locally this does the work; after Ray it only reads the done markers and adds up.
+    return _stage_runner(spec).run(items)
+
+
 def run_pipeline_on_ray(
     pipeline: "os.PathLike[str] | str", *, actors: int = 1, actor_cpus: float = 1.0
 ) -> List[Dict[str, Any]]:
-    """``magma data run PIPELINE.toml`` with Ray as the scheduler: stage after stage, the work
-    items are spread over an actor pool of ``actors`` actors (each builds the stage once), and
+    """``magma data run PIPELINE.toml`` with Ray as the scheduler (call ``ray.init`` first): stage
+    after stage, the work items go to an actor pool of ``actors`` actors (each builds the stage
+    once), and
     every item is written by magma-data's own job runner (one part per item: tar, error log,
     done marker, each renamed into place), so the output is ``magma data run``'s, exactly once,
     whatever Ray retries. The last step is :func:`magma_rs.run_pipeline` itself: with every
     item done it only adds up the funnels and writes them as the CLI does. Returns its reports."""
-    import ray
-
     pipeline = str(Path(pipeline).resolve())
     for stage in magma_rs.pipeline_stages(pipeline):
         items = magma_rs.pipeline_items(pipeline, stage["name"])
-        if not items:
-            continue
-        ds = ray.data.from_items([{"item": item} for item in items], override_num_blocks=len(items))
-        ds.map_batches(
-            _StageActor,
-            fn_constructor_kwargs={"pipeline": pipeline, "stage": stage["name"]},
-            compute=ray.data.ActorPoolStrategy(size=max(1, min(actors, len(items)))),
-            num_cpus=actor_cpus,
-            batch_size=1,
-            batch_format="numpy",
-        ).materialize()
+        if items:
+            spec = {"kind": "pipeline", "pipeline": pipeline, "stage": stage["name"]}
+            _run_items_on_ray(spec, items, actors, actor_cpus)
     return magma_rs.run_pipeline(pipeline)

@@ -4,10 +4,16 @@
 
 use std::path::PathBuf;
 
+use magma_data::curate::clip::ClipScorer;
+use magma_data::curate::shots::ShotConfig;
+use magma_data::curate::stage::VideoTomStage;
 use magma_data::job::run_stage;
 use magma_data::job::ShardSpec;
 use magma_data::pipeline::{run as run_all, Pipeline, RunOptions};
 use magma_data::stage::{Stage, WorkItem};
+use magma_traces::frames::Resize;
+use magma_traces::pipeline::TomConfig;
+use magma_traces::select::DataKind;
 use pyo3::prelude::*;
 
 use crate::convert::{to_py, value_error};
@@ -79,7 +85,64 @@ impl StageRunner {
         Ok(Self { stage, dir })
     }
 
-    /// Runs `items` (JSON strings from `pipeline_items`); returns their funnel.
+    /// magma-data's video converter stage (clip list JSON → shots → CLIP score → windows →
+    /// ToM records) writing into `out`: `window` frames per window, frames resized to `height`
+    /// (0: decoded size), `grid`² query points, CLIP scores from `clip_model` when given.
+    /// Work items come from `work_item(clip_list_path)`.
+    #[staticmethod]
+    #[pyo3(signature = (out, *, window=16, height=256, grid=15, kind="video", seed=0, shot_threshold=27.0, clip_model=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn video(
+        py: Python<'_>,
+        out: PathBuf,
+        window: usize,
+        height: u32,
+        grid: usize,
+        kind: &str,
+        seed: u64,
+        shot_threshold: f64,
+        clip_model: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let kind = match kind {
+            "video" => DataKind::Video,
+            "robot" => DataKind::Robot,
+            other => {
+                return Err(value_error(
+                    "kind",
+                    format!("unknown data kind {other:?}; expected video or robot"),
+                ))
+            }
+        };
+        let clip = match clip_model {
+            Some(dir) => Some(py.detach(|| ClipScorer::load(&dir)).or_py_err()?),
+            None => None,
+        };
+        let stage = VideoTomStage {
+            shots: ShotConfig {
+                threshold: shot_threshold,
+                ..ShotConfig::default()
+            },
+            window,
+            resize: if height == 0 {
+                Resize::Original
+            } else {
+                Resize::Height(height)
+            },
+            tom: TomConfig {
+                grid_size: grid,
+                kind,
+                seed,
+                ..TomConfig::default()
+            },
+            clip,
+        };
+        Ok(Self {
+            stage: Box::new(stage),
+            dir: out,
+        })
+    }
+
+    /// Runs `items` (JSON strings from `pipeline_items` or `work_item`); returns their funnel.
     fn run<'py>(&self, py: Python<'py>, items: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
         let items = items
             .iter()
@@ -90,6 +153,18 @@ impl StageRunner {
             .or_py_err()?;
         to_py(py, &funnel)
     }
+}
+
+/// The work item of one input file (its key is the file name), as a JSON string.
+#[pyfunction]
+pub fn work_item(path: PathBuf) -> PyResult<String> {
+    if !path.exists() {
+        return Err(crate::convert::io_error(
+            std::io::ErrorKind::NotFound,
+            format!("{}: no such file", path.display()),
+        ));
+    }
+    serde_json::to_string(&WorkItem::file(&path)).map_err(|e| value_error("item", e))
 }
 
 /// `magma data run PIPELINE.toml [--shard i/n]` on this machine: runs every stage in order

@@ -31,7 +31,7 @@ mod _native {
     #[pymodule_export]
     use crate::data::{read_shard, record_id, tom_sample, write_shard};
     #[pymodule_export]
-    use crate::job::{pipeline_items, pipeline_stages, run_pipeline, StageRunner};
+    use crate::job::{pipeline_items, pipeline_stages, run_pipeline, work_item, StageRunner};
     #[pymodule_export]
     use crate::model::Magma;
     #[pymodule_export]

@@ -201,3 +201,58 @@ def test_magma_data_run_on_ray_writes_what_the_job_runner_writes(cluster, tmp_pa
         assert any(n.endswith(".tar") for n in names)
         for name in names:  # done markers hold timings; everything else is equal
             assert (a / name).read_bytes() == (b / name).read_bytes(), f"{stage}/{name}"
+
+
+def test_video_stage_on_ray_survives_a_killed_actor_and_equals_the_local_run(cluster, tmp_path):
+    """magma-data's video stage (clip list -> shots -> CLIP -> windows -> ToM) over 12 clip lists
+    of the MP4 fixtures, on the actor pool, with one busy actor process of the second node
+    SIGKILLed mid-run."""
+    from magma_rs.pipeline import label_clip_lists
+
+    curate = Path(__file__).resolve().parents[2] / "crates" / "magma-data" / "tests" / "fixtures" / "curate"
+    videos = ["hardcuts_24.mp4", "pan_30.mp4", "fades_25.mp4", "bframes_high_25.mp4"]
+    lists = []
+    for i in range(12):
+        path = tmp_path / f"clips{i:02d}.json"
+        segments = [{"start": 0.1 * i, "end": 60.0, "text": f"a person doing thing {i}"}, {"start": 1.0, "end": 2.0, "text": ""}]
+        path.write_text(json.dumps({"video": str(curate / videos[i % len(videos)]), "segments": segments}))
+        lists.append(path)
+    options = dict(grid=10, height=0, clip_model=str(curate / "clip"))
+
+    local = label_clip_lists(lists, tmp_path / "local", **options)
+    assert local["items"] == 12 and local["records"] > 24 and local["skipped"] == {"empty_text": 12}
+
+    outcome = {}
+
+    def job():
+        try:
+            outcome["funnel"] = label_clip_lists(lists, tmp_path / "ray", ray_actors=2, actor_cpus=0.5, **options)
+        except BaseException as e:
+            outcome["error"] = e
+
+    runner = threading.Thread(target=job)
+    runner.start()
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and runner.is_alive() and time.time() < deadline:
+        for pid in _descendants(cluster.processes[1].pid):
+            cmd = _cmdline(pid)
+            # An actor that has run at least one item (its part files appear) is busy with more.
+            if cmd.startswith("ray::") and "_StageActor" in cmd and list((tmp_path / "ray").glob("*.done.json")):
+                os.kill(pid, signal.SIGKILL)
+                killed = (pid, cmd)
+                break
+        time.sleep(0.02)
+    runner.join(timeout=600)
+    assert not runner.is_alive() and "error" not in outcome, repr(outcome.get("error"))
+    assert killed is not None, "no stage actor was seen on the second node to kill"
+    print(f"killed actor process {killed[0]} ({killed[1].strip()}) mid-run")
+
+    assert outcome["funnel"] == local
+    local_files = sorted(p.name for p in (tmp_path / "local").iterdir() if not p.name.endswith(".done.json"))
+    ray_files = sorted(p.name for p in (tmp_path / "ray").iterdir() if not p.name.endswith(".done.json"))
+    assert ray_files == local_files, "same parts, no leftover temporary files"
+    for name in local_files:
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    ids = [r["id"] for tar in sorted((tmp_path / "ray").glob("*.tar")) for r, _ in magma_rs.read_shard(tar)]
+    assert len(ids) == len(set(ids)) == local["records"], "every record exactly once"
