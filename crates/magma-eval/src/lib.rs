@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use error::{EvalError, Result};
-pub use scores::{format_value, mean, percent, Node, Scores};
+pub use scores::{format_value, is_count, mean, percent, Node, Scores};
 
 use jsonl::{join, JsonlFile};
 use metrics::*;

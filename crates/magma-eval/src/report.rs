@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::{format_value, Benchmark, EvalError, Result, Scores};
+use crate::{format_value, is_count, Benchmark, EvalError, Result, Scores};
 
 /// The paper's Magma-8B numbers (arXiv v1) on our key paths, per benchmark.
 ///
@@ -73,17 +73,21 @@ impl Run {
             source,
         })?;
         let invalid = |m: &str| EvalError::Invalid(format!("{}: {m}", file.display()));
+        /// The metrics again, read in their written order.
+        #[derive(serde::Deserialize)]
+        struct Ordered {
+            metrics: Scores,
+        }
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| invalid(&format!("not JSON: {e}")))?;
+        let ordered: Ordered = serde_json::from_str(&text)
+            .map_err(|e| invalid(&format!("no `metrics` object: {e}")))?;
         let benchmark: Benchmark = value
             .get("benchmark")
             .and_then(|b| b.as_str())
             .ok_or_else(|| invalid("no `benchmark` field"))?
             .parse()?;
-        let scores = value
-            .get("metrics")
-            .and_then(Scores::from_json)
-            .ok_or_else(|| invalid("no `metrics` object"))?;
+        let scores = ordered.metrics;
         let label = value
             .get("label")
             .and_then(|l| l.as_str())
@@ -107,26 +111,33 @@ impl Run {
     }
 }
 
-/// Counts and spreads are listed in the tables but not charted.
+/// Counts and spreads are left out of reports.
 fn is_chartable(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    !matches!(
-        last,
-        "steps"
-            | "episodes"
-            | "questions"
-            | "instructions"
-            | "videos"
-            | "seeds"
-            | "unparsed"
-            | "policies"
-            | "tasks"
-            | "seeclick_steps"
-    ) && !last.ends_with("_std")
+    !is_count(key) && !key.ends_with("_std")
 }
 
-/// Metrics shown for a benchmark: the anchor's keys first, then every other chartable key of
-/// the runs, in first-seen order.
+/// The per-split metrics a report shows (the full set is in each run's scores.json).
+fn headline(benchmark: Benchmark) -> &'static [&'static str] {
+    match benchmark {
+        Benchmark::Aitw => &["accuracy"],
+        Benchmark::Mind2Web => &[
+            "seeclick_element_accuracy",
+            "seeclick_operation_f1",
+            "seeclick_step_success_rate",
+            "element_accuracy",
+            "step_success_rate",
+        ],
+        Benchmark::ScreenSpot => &["text", "icon"],
+        Benchmark::Vqav2 => &["accuracy"],
+        Benchmark::ChartQa => &["relaxed_accuracy"],
+        Benchmark::TapVid => &["average_jaccard"],
+        Benchmark::SimplerEnv | Benchmark::Libero => &["success_rate"],
+        Benchmark::TextVqa | Benchmark::Pope => &[],
+    }
+}
+
+/// Metrics shown for a benchmark: the anchor's keys first, then the runs' whole-benchmark
+/// values and their headline per-split values, in first-seen order.
 fn columns(benchmark: Benchmark, runs: &[&Run]) -> Vec<String> {
     let mut keys: Vec<String> = paper_anchor(benchmark)
         .iter()
@@ -134,7 +145,11 @@ fn columns(benchmark: Benchmark, runs: &[&Run]) -> Vec<String> {
         .collect();
     for run in runs {
         for (k, _) in run.scores.flatten() {
-            if is_chartable(&k) && !keys.contains(&k) {
+            let shown = match k.rsplit_once('.') {
+                None => true,
+                Some((_, metric)) => headline(benchmark).contains(&metric),
+            };
+            if shown && is_chartable(&k) && !keys.contains(&k) {
                 keys.push(k);
             }
         }
@@ -340,12 +355,29 @@ mod tests {
     #[test]
     fn markdown_lists_runs_and_the_anchor() {
         let md = markdown(&[run("a", 50.0), run("b", 62.5)]);
-        assert!(md.contains("| a | 50 | – | – | – | – | 50 |"), "{md}");
+        assert!(md.contains("| a | 50.00 | – | – | – | – | 50.00 |"), "{md}");
         assert!(
             md.contains("| Magma-8B (paper) | 61.50 | 73.20 | 62.70 | 77.50 | 61.70 | 67.30 |"),
             "{md}"
         );
         assert!(!md.contains("steps"));
+    }
+
+    #[test]
+    fn a_run_loads_with_its_metrics_in_written_order() {
+        let dir = std::env::temp_dir().join(format!("magma-eval-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("scores.json"),
+            r#"{"benchmark": "screenspot", "metrics": {"web": {"text": 50.0, "icon": null}, "overall": 50.0}}"#,
+        )
+        .unwrap();
+        let run = Run::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(run.benchmark, Benchmark::ScreenSpot);
+        let keys: Vec<String> = run.scores.flatten().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["web.text", "web.icon", "overall"]);
+        assert!(run.label.starts_with("magma-eval-report-"));
     }
 
     #[test]

@@ -118,8 +118,20 @@ impl Scores {
         out
     }
 
-    /// Reads a tree back from a JSON object (keys in the JSON's order as serde_json keeps them:
-    /// sorted). `null` values read as NaN; strings, booleans and arrays are skipped.
+    /// Reads a tree back from JSON text written by [`Scores::to_json`], keys in their order.
+    /// `null` reads as NaN; strings, booleans and arrays are skipped.
+    ///
+    /// ```
+    /// use magma_eval::Scores;
+    /// let s = Scores::parse_json(r#"{"web": {"text": 50.0}, "overall": null, "note": "x"}"#).unwrap();
+    /// assert_eq!(s.flatten()[0], ("web.text".to_string(), 50.0));
+    /// assert!(s.get("overall").unwrap().is_nan());
+    /// ```
+    pub fn parse_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Reads a tree back from a parsed JSON object (keys sorted, as serde_json keeps them).
     pub fn from_json(value: &serde_json::Value) -> Option<Self> {
         let object = value.as_object()?;
         let mut scores = Scores::new();
@@ -140,7 +152,12 @@ impl Scores {
     pub fn to_markdown(&self) -> String {
         let mut out = String::from("| metric | value |\n|---|---:|\n");
         for (path, v) in self.flatten() {
-            let _ = writeln!(out, "| {path} | {} |", format_value(v));
+            let shown = if is_count(&path) && v.is_finite() {
+                format!("{v:.0}")
+            } else {
+                format_value(v)
+            };
+            let _ = writeln!(out, "| {path} | {shown} |");
         }
         out
     }
@@ -149,14 +166,28 @@ impl Scores {
 /// A metric as the tables print it: two decimals, `–` when undefined.
 pub fn format_value(v: f64) -> String {
     if v.is_finite() {
-        if v.fract() == 0.0 && v.abs() >= 1.0 && v.abs() < 1e15 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.2}")
-        }
+        format!("{v:.2}")
     } else {
         "–".into()
     }
+}
+
+/// Whether a key path names a count (`steps`, `questions`, …) rather than a rate.
+pub fn is_count(path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    matches!(
+        last,
+        "steps"
+            | "episodes"
+            | "questions"
+            | "instructions"
+            | "videos"
+            | "seeds"
+            | "unparsed"
+            | "policies"
+            | "tasks"
+            | "seeclick_steps"
+    )
 }
 
 fn json_number(v: f64) -> String {
@@ -183,4 +214,42 @@ pub fn mean(values: &[f64]) -> f64 {
     } else {
         values.iter().sum::<f64>() / values.len() as f64
     }
+}
+
+/// Deserializes a JSON object into a tree in the object's key order.
+impl<'de> serde::Deserialize<'de> for Scores {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Scores;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of metric values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Scores, A::Error> {
+                let mut scores = Scores::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match map.next_value::<Entry>()? {
+                        Entry::Number(v) => scores.insert(key, v),
+                        Entry::Null => scores.insert(key, f64::NAN),
+                        Entry::Group(g) => scores.insert_group(key, g),
+                        Entry::Other(_) => {}
+                    }
+                }
+                Ok(scores)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    Number(f64),
+    Null,
+    Group(Scores),
+    Other(serde::de::IgnoredAny),
 }

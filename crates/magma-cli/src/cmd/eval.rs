@@ -252,11 +252,10 @@ fn run_benchmark(args: RunArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     if args.json {
-        println!("{}", summary.evaluation.to_json());
+        print_stdout(&format!("{}\n", summary.evaluation.to_json()))
     } else {
-        println!("{}", summary.evaluation.scores.to_markdown());
+        print_stdout(&format!("{}\n", summary.evaluation.scores.to_markdown()))
     }
-    Ok(())
 }
 
 fn score(args: ScoreArgs) -> anyhow::Result<()> {
@@ -269,17 +268,16 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     if args.json {
-        println!("{}", eval.to_json());
+        print_stdout(&format!("{}\n", eval.to_json()))
     } else {
-        println!(
-            "{} — {} references, {} predictions\n\n{}",
+        print_stdout(&format!(
+            "{} — {} references, {} predictions\n\n{}\n",
             eval.benchmark,
             eval.references,
             eval.predictions,
             eval.scores.to_markdown()
-        );
+        ))
     }
-    Ok(())
 }
 
 fn report_runs(args: ReportArgs) -> anyhow::Result<()> {
@@ -288,11 +286,21 @@ fn report_runs(args: ReportArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| Run::load(p))
         .collect::<Result<Vec<_>, _>>()?;
-    print!("{}", report::markdown(&runs));
+    print_stdout(&report::markdown(&runs))?;
     if let Some(path) = args.html {
         std::fs::write(&path, report::html(&runs))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
