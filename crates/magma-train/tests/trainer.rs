@@ -251,3 +251,28 @@ fn tiny_model_learns_the_answers() {
         assert_eq!(generation.text.trim(), a, "answer to {q:?}");
     }
 }
+
+/// A robot (RLDS) item: loss on its last 9 tokens (`\n\n`, 7 action ids, `<|eot_id|>`), and the
+/// metrics report action-token accuracy.
+#[test]
+fn robot_sample_trains_on_its_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "projector", "steps = 1");
+    cfg.train.batch_size = 1;
+    cfg.train.micro_batch_size = 1;
+    let frame = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/magma-train/images/robot_frame_magma-tiny-crop.png");
+    let item = serde_json::json!([{
+        "id": "robot", "rlds": true,
+        "language_instruction": "Pick up the red cup and place it on the plate",
+        "action_token_ids": [904, 803, 828, 819, 889, 745, 872],
+        "image": frame
+    }]);
+    std::fs::write(&cfg.data.train, item.to_string()).unwrap();
+    let mut trainer = Trainer::new(cfg, &model_dir(), Device::Cpu).unwrap();
+    trainer.run(&mut |_, _| {}).unwrap();
+    let m = metrics(dir.path());
+    assert_eq!(m[0].labelled_tokens, 9);
+    // 7 of the 9 targets are action ids (the tiny tokenizer's action range is [744, 1000))
+    assert!(m[0].action_accuracy.is_some());
+}
