@@ -3,7 +3,8 @@
 //! This is what the default build reads; the `video` feature (FFmpeg) covers every other
 //! container and codec.
 //!
-//! Frames come out in presentation order (composition timestamps), converted to RGB with the
+//! Frames come out in presentation order (OpenH264 reorders B-frames itself when it is not
+//! forced to flush after every packet), converted to RGB with the
 //! integer BT.601 limited-range formula, each chroma sample shared by its 2×2 block (the
 //! formula is written out in [`yuv420_to_rgb`] so reference tools can reproduce it exactly).
 //!
@@ -18,11 +19,11 @@
 //! # Ok::<(), magma_traces::TracesError>(())
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use openh264::decoder::{Decoder, DecoderConfig};
+use openh264::decoder::{Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 use serde::{Deserialize, Serialize};
@@ -96,7 +97,6 @@ fn mp4_error(path: &Path, message: impl std::fmt::Display) -> TracesError {
 struct Sample {
     offset: usize,
     size: usize,
-    composition_timestamp: i64,
 }
 
 /// The H.264 video track of an MP4 file, held in memory and ready to decode.
@@ -173,11 +173,7 @@ impl Mp4Video {
                     ),
                 ));
             }
-            samples.push(Sample {
-                offset,
-                size,
-                composition_timestamp: s.composition_timestamp,
-            });
+            samples.push(Sample { offset, size });
         }
         if samples.is_empty() {
             return Err(mp4_error(path, "the video track has no frames"));
@@ -217,28 +213,17 @@ impl Mp4Video {
     /// Decodes every frame in presentation order.
     pub fn frames(&self) -> Result<Mp4Frames<'_>> {
         let api = OpenH264API::from_source();
-        let decoder = Decoder::with_api_config(api, DecoderConfig::new())
+        // Flushing after every packet would emit B-frame streams in decode order (and
+        // OpenH264 then reports errors); without it the decoder holds and reorders pictures.
+        let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
+        let decoder = Decoder::with_api_config(api, config)
             .map_err(|e| mp4_error(&self.path, format!("cannot start the H.264 decoder: {e}")))?;
-        let mut presentation: Vec<(i64, usize)> = self
-            .samples
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.composition_timestamp, i))
-            .collect();
-        presentation.sort_unstable();
         Ok(Mp4Frames {
             video: self,
             decoder,
             next_sample: 0,
-            presentation_rank: {
-                let mut rank = vec![0; self.samples.len()];
-                for (r, &(_, i)) in presentation.iter().enumerate() {
-                    rank[i] = r;
-                }
-                rank
-            },
-            pending: BTreeMap::new(),
-            next_rank: 0,
+            ready: VecDeque::new(),
+            flushed: false,
             annex_b: Vec::new(),
         })
     }
@@ -315,11 +300,10 @@ pub struct Mp4Frames<'a> {
     video: &'a Mp4Video,
     decoder: Decoder,
     next_sample: usize,
-    /// Position of each sample (decode order) in presentation order.
-    presentation_rank: Vec<usize>,
-    /// Decoded frames waiting for an earlier-presented frame (B-frame reordering).
-    pending: BTreeMap<usize, RgbImage>,
-    next_rank: usize,
+    /// Pictures the decoder has output, in presentation order.
+    ready: VecDeque<RgbImage>,
+    /// Whether the decoder's held pictures were drained after the last sample.
+    flushed: bool,
     annex_b: Vec<u8>,
 }
 
@@ -335,21 +319,30 @@ impl Mp4Frames<'_> {
                 format!("frame {index}: undecodable H.264 data: {e}"),
             )
         })?;
-        let frame = decoded.map(|yuv| {
-            let (w, h) = yuv.dimensions();
-            let (ys, us, _) = yuv.strides();
-            yuv420_to_rgb(yuv.y(), yuv.u(), yuv.v(), w, h, ys, us)
-        });
+        if let Some(yuv) = decoded {
+            self.ready.push_back(yuv_frame(&yuv));
+        }
         self.annex_b = stream;
-        let frame = frame.ok_or_else(|| {
-            mp4_error(
-                &self.video.path,
-                format!("frame {index}: the decoder returned no picture"),
-            )
-        })?;
-        self.pending.insert(self.presentation_rank[index], frame);
         Ok(())
     }
+
+    fn flush(&mut self) -> Result<()> {
+        self.flushed = true;
+        let held = self.decoder.flush_remaining().map_err(|e| {
+            mp4_error(
+                &self.video.path,
+                format!("end of stream: undecodable H.264 data: {e}"),
+            )
+        })?;
+        self.ready.extend(held.iter().map(yuv_frame));
+        Ok(())
+    }
+}
+
+fn yuv_frame(yuv: &openh264::decoder::DecodedYUV<'_>) -> RgbImage {
+    let (w, h) = yuv.dimensions();
+    let (ys, us, _) = yuv.strides();
+    yuv420_to_rgb(yuv.y(), yuv.u(), yuv.v(), w, h, ys, us)
 }
 
 impl Iterator for Mp4Frames<'_> {
@@ -357,25 +350,29 @@ impl Iterator for Mp4Frames<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(frame) = self.pending.remove(&self.next_rank) {
-                self.next_rank += 1;
+            if let Some(frame) = self.ready.pop_front() {
                 return Some(Ok(frame));
             }
-            if self.next_sample >= self.video.samples.len() {
+            let step = if self.next_sample < self.video.samples.len() {
+                self.decode_next_sample()
+            } else if !self.flushed {
+                self.flush()
+            } else {
                 return None;
-            }
-            if let Err(e) = self.decode_next_sample() {
+            };
+            if let Err(e) = step {
                 // Stop after the first error: later frames depend on the lost one.
                 self.next_sample = self.video.samples.len();
-                self.pending.clear();
+                self.flushed = true;
+                self.ready.clear();
                 return Some(Err(e));
             }
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.video.samples.len() - self.next_rank;
-        (0, Some(left))
+        let left = self.video.samples.len() - self.next_sample + self.ready.len();
+        (0, Some(left + 16))
     }
 }
 
@@ -400,18 +397,53 @@ pub fn yuv420_to_rgb(
     uv_stride: usize,
 ) -> RgbImage {
     let mut out = vec![0u8; width * height * 3];
-    let clamp = |x: i32| x.clamp(0, 255) as u8;
+    // Row-wide planar passes over i32 arrays (which the compiler vectorises), then one
+    // interleaving pass; chroma terms are upsampled by repetition first.
+    let even = width.div_ceil(2) * 2;
+    let (mut c, mut rv, mut guv, mut bu) = (
+        vec![0i32; even],
+        vec![0i32; even],
+        vec![0i32; even],
+        vec![0i32; even],
+    );
+    let mut planes = vec![0u8; 3 * even];
     for (row, line) in out.chunks_exact_mut(width * 3).enumerate() {
         let luma = &y[row * y_stride..row * y_stride + width];
-        let chroma_row = (row / 2) * uv_stride;
-        let (us, vs) = (&u[chroma_row..], &v[chroma_row..]);
-        for (col, (px, &l)) in line.chunks_exact_mut(3).zip(luma).enumerate() {
-            let cu = i32::from(us[col / 2]) - 128;
-            let cv = i32::from(vs[col / 2]) - 128;
-            let c = 298 * (i32::from(l) - 16) + 128;
-            px[0] = clamp((c + 409 * cv) >> 8);
-            px[1] = clamp((c - 100 * cu - 208 * cv) >> 8);
-            px[2] = clamp((c + 516 * cu) >> 8);
+        let chroma = (row / 2) * uv_stride;
+        let half = even / 2;
+        let (us, vs) = (&u[chroma..chroma + half], &v[chroma..chroma + half]);
+        for (ci, &l) in c.iter_mut().zip(luma) {
+            *ci = 298 * (i32::from(l) - 16) + 128;
+        }
+        for (((r2, g2), b2), (&cu, &cv)) in rv
+            .chunks_exact_mut(2)
+            .zip(guv.chunks_exact_mut(2))
+            .zip(bu.chunks_exact_mut(2))
+            .zip(us.iter().zip(vs))
+        {
+            let (cu, cv) = (i32::from(cu) - 128, i32::from(cv) - 128);
+            r2.fill(409 * cv);
+            g2.fill(-100 * cu - 208 * cv);
+            b2.fill(516 * cu);
+        }
+        let (pr, rest) = planes.split_at_mut(even);
+        let (pg, pb) = rest.split_at_mut(even);
+        for ((o, &ci), &t) in pr.iter_mut().zip(&c).zip(&rv) {
+            *o = ((ci + t) >> 8).clamp(0, 255) as u8;
+        }
+        for ((o, &ci), &t) in pg.iter_mut().zip(&c).zip(&guv) {
+            *o = ((ci + t) >> 8).clamp(0, 255) as u8;
+        }
+        for ((o, &ci), &t) in pb.iter_mut().zip(&c).zip(&bu) {
+            *o = ((ci + t) >> 8).clamp(0, 255) as u8;
+        }
+        for (px, ((&r, &g), &b)) in line
+            .chunks_exact_mut(3)
+            .zip(pr.iter().zip(pg.iter()).zip(pb.iter()))
+        {
+            px[0] = r;
+            px[1] = g;
+            px[2] = b;
         }
     }
     RgbImage::from_raw(width as u32, height as u32, out).expect("buffer sized width*height*3")
@@ -519,6 +551,27 @@ mod tests {
             crate::frames::load_clip(&path, &past_end, Resize::Original, &mut |_, _| {}),
             Err(TracesError::WindowOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn b_frames_come_out_in_presentation_order() {
+        // High profile with B-frames; per-frame RGB sums of FFmpeg's decode converted with the
+        // same BT.601 formula (see magma-data's make_fixtures.py), in display order.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../magma-data/tests/fixtures/curate/bframes_high_25.mp4");
+        let want: [u64; 30] = [
+            1503231, 1504607, 1498200, 1498554, 1492204, 1498317, 1494876, 1494208, 1492915,
+            1490995, 1499997, 1491667, 1492928, 1488658, 1488254, 1493549, 1490709, 1493808,
+            1491829, 1487239, 1497200, 1494202, 1499979, 1486661, 1493648, 1486556, 1491494,
+            1492656, 1498879, 1497812,
+        ];
+        let video = Mp4Video::open(&path).unwrap();
+        let sums: Vec<u64> = video
+            .frames()
+            .unwrap()
+            .map(|f| f.unwrap().as_raw().iter().map(|&v| u64::from(v)).sum())
+            .collect();
+        assert_eq!(sums, want);
     }
 
     #[test]
