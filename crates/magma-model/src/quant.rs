@@ -707,7 +707,20 @@ impl GgufTensors {
             })?
             .len();
         for (name, info) in &content.tensor_infos {
-            let elems = info.shape.elem_count();
+            // a damaged header can hold dimensions whose product (or byte range) overflows
+            let overflow = || {
+                invalid(format!(
+                    "tensor `{name}`: shape {:?} at offset {} is too large",
+                    info.shape.dims(),
+                    info.offset
+                ))
+            };
+            let elems = info
+                .shape
+                .dims()
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(overflow)?;
             let block = info.ggml_dtype.block_size();
             if !elems.is_multiple_of(block) {
                 return Err(invalid(format!(
@@ -715,9 +728,15 @@ impl GgufTensors {
                 ))
                 .into());
             }
-            let needed = content.tensor_data_offset
-                + info.offset
-                + (elems / block * info.ggml_dtype.type_size()) as u64;
+            let needed = (elems / block)
+                .checked_mul(info.ggml_dtype.type_size())
+                .and_then(|bytes| {
+                    content
+                        .tensor_data_offset
+                        .checked_add(info.offset)?
+                        .checked_add(bytes as u64)
+                })
+                .ok_or_else(overflow)?;
             if needed > found {
                 return Err(QuantError::Truncated {
                     path: path.clone(),
