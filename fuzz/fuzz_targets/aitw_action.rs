@@ -1,0 +1,10 @@
+//! AITW action answers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = magma_actions::ui::AitwAction::parse(text);
+    }
+});

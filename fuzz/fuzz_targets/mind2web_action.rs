@@ -1,0 +1,10 @@
+//! Mind2Web action answers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = magma_actions::ui::Mind2WebAction::parse(text);
+    }
+});
