@@ -70,3 +70,29 @@ def screenshot() -> np.ndarray:
 
 def have_cargo() -> bool:
     return shutil.which("cargo") is not None
+
+
+def pipeline_file(folder: Path) -> Path:
+    """A magma-data PIPELINE.toml over the converter fixtures (RLDS, AITW, a filter stage)."""
+    fixtures = REPO / "crates" / "magma-data" / "tests" / "fixtures"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "PIPELINE.toml").write_text(f"""out = "out"
+
+[[stage]]
+name = "robot"
+kind = "rlds"
+input = "{fixtures}/rlds/tiny_robot/1.0.0"
+statistics = "{fixtures}/rlds/dataset_statistics.json"
+
+[[stage]]
+name = "aitw"
+kind = "aitw"
+input = "{fixtures}/aitw"
+
+[[stage]]
+name = "aitw_marked"
+kind = "filter"
+from = "aitw"
+require_marks = true
+""")
+    return folder / "PIPELINE.toml"

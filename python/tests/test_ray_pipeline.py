@@ -18,7 +18,7 @@ import pytest
 
 import magma_rs
 from magma_rs.pipeline import LabelConfig, LocalCluster, label_videos, label_videos_local, plan_windows, read_manifest
-from conftest import write_frames
+from conftest import pipeline_file, write_frames
 
 if os.environ.get("MAGMA_TEST_RAY") == "1":  # CI: a missing Ray is a failure, not a skip
     import ray
@@ -159,37 +159,11 @@ def test_two_node_job_survives_a_killed_worker_and_equals_the_local_run(clips, c
     assert 2 <= len(list(loads.iterdir())) <= 3
 
 
-def _pipeline(folder: Path) -> Path:
-    """A magma-data PIPELINE.toml over the converter fixtures (RLDS, AITW, a filter stage)."""
-    fixtures = Path(__file__).resolve().parents[2] / "crates" / "magma-data" / "tests" / "fixtures"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "PIPELINE.toml").write_text(f"""out = "out"
-
-[[stage]]
-name = "robot"
-kind = "rlds"
-input = "{fixtures}/rlds/tiny_robot/1.0.0"
-statistics = "{fixtures}/rlds/dataset_statistics.json"
-
-[[stage]]
-name = "aitw"
-kind = "aitw"
-input = "{fixtures}/aitw"
-
-[[stage]]
-name = "aitw_marked"
-kind = "filter"
-from = "aitw"
-require_marks = true
-""")
-    return folder / "PIPELINE.toml"
-
-
 def test_magma_data_run_on_ray_writes_what_the_job_runner_writes(cluster, tmp_path):
     from magma_rs.pipeline import run_pipeline_on_ray
 
-    local, on_ray = _pipeline(tmp_path / "local"), _pipeline(tmp_path / "ray")
-    # magma_rs.run_pipeline is magma_data::pipeline::run, the function `magma data run` calls.
+    local, on_ray = pipeline_file(tmp_path / "local"), pipeline_file(tmp_path / "ray")
+    # magma_data::pipeline::run, the function `magma data run` calls (test_api checks the CLI).
     magma_rs.run_pipeline(local)
     reports = run_pipeline_on_ray(on_ray, actors=2, actor_cpus=0.5)
     assert [r["stage"] for r in reports] == ["robot", "aitw", "aitw_marked"]
