@@ -137,21 +137,26 @@ impl SequenceExample {
         for field in Fields::new(bytes) {
             let (number, value) = field?;
             match number {
-                1 => seq.context.features = decode_features(value.bytes("SequenceExample.context")?)?,
+                1 => {
+                    seq.context.features = decode_features(value.bytes("SequenceExample.context")?)?
+                }
                 2 => {
                     for entry in Fields::new(value.bytes("SequenceExample.feature_lists")?) {
                         let (n, v) = entry?;
                         if n == 1 {
-                            let (key, list) = decode_map_entry(v.bytes("FeatureLists.feature_list")?, |b| {
-                                let mut features = Vec::new();
-                                for f in Fields::new(b) {
-                                    let (n, v) = f?;
-                                    if n == 1 {
-                                        features.push(decode_feature(v.bytes("FeatureList.feature")?)?);
+                            let (key, list) =
+                                decode_map_entry(v.bytes("FeatureLists.feature_list")?, |b| {
+                                    let mut features = Vec::new();
+                                    for f in Fields::new(b) {
+                                        let (n, v) = f?;
+                                        if n == 1 {
+                                            features.push(decode_feature(
+                                                v.bytes("FeatureList.feature")?,
+                                            )?);
+                                        }
                                     }
-                                }
-                                Ok(features)
-                            })?;
+                                    Ok(features)
+                                })?;
                             seq.feature_lists.insert(key, list);
                         }
                     }
@@ -164,7 +169,10 @@ impl SequenceExample {
 }
 
 fn wrong_kind(name: &str, wanted: &str, got: &Feature) -> DataError {
-    DataError::Proto(format!("feature `{name}` is a {}, expected {wanted}", got.kind()))
+    DataError::Proto(format!(
+        "feature `{name}` is a {}, expected {wanted}",
+        got.kind()
+    ))
 }
 
 fn decode_features(bytes: &[u8]) -> Result<BTreeMap<String, Feature>> {
@@ -172,7 +180,8 @@ fn decode_features(bytes: &[u8]) -> Result<BTreeMap<String, Feature>> {
     for field in Fields::new(bytes) {
         let (number, value) = field?;
         if number == 1 {
-            let (key, feature) = decode_map_entry(value.bytes("Features.feature")?, decode_feature)?;
+            let (key, feature) =
+                decode_map_entry(value.bytes("Features.feature")?, decode_feature)?;
             map.insert(key, feature);
         }
     }
@@ -180,7 +189,10 @@ fn decode_features(bytes: &[u8]) -> Result<BTreeMap<String, Feature>> {
 }
 
 /// A protobuf map entry: key = field 1 (string), value = field 2 (message).
-fn decode_map_entry<T: Default>(bytes: &[u8], value: impl Fn(&[u8]) -> Result<T>) -> Result<(String, T)> {
+fn decode_map_entry<T: Default>(
+    bytes: &[u8],
+    value: impl Fn(&[u8]) -> Result<T>,
+) -> Result<(String, T)> {
     let mut key = String::new();
     let mut decoded = None;
     for field in Fields::new(bytes) {
@@ -226,11 +238,22 @@ fn decode_feature(bytes: &[u8]) -> Result<Feature> {
                         (1, Value::Fixed32(bits)) => out.push(f32::from_bits(bits)),
                         (1, Value::Bytes(packed)) => {
                             if packed.len() % 4 != 0 {
-                                return Err(DataError::Proto("packed float_list length is not a multiple of 4".into()));
+                                return Err(DataError::Proto(
+                                    "packed float_list length is not a multiple of 4".into(),
+                                ));
                             }
-                            out.extend(packed.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))));
+                            out.extend(
+                                packed
+                                    .chunks_exact(4)
+                                    .map(|c| f32::from_le_bytes(c.try_into().expect("4"))),
+                            );
                         }
-                        (1, other) => return Err(DataError::Proto(format!("float_list value has wire type {}", other.wire_type()))),
+                        (1, other) => {
+                            return Err(DataError::Proto(format!(
+                                "float_list value has wire type {}",
+                                other.wire_type()
+                            )))
+                        }
                         _ => {}
                     }
                 }
@@ -247,7 +270,12 @@ fn decode_feature(bytes: &[u8]) -> Result<Feature> {
                                 out.push(read_varint(packed, &mut pos)? as i64);
                             }
                         }
-                        (1, other) => return Err(DataError::Proto(format!("int64_list value has wire type {}", other.wire_type()))),
+                        (1, other) => {
+                            return Err(DataError::Proto(format!(
+                                "int64_list value has wire type {}",
+                                other.wire_type()
+                            )))
+                        }
                         _ => {}
                     }
                 }
@@ -299,7 +327,11 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(bytes: &'a [u8]) -> Self {
-        Fields { bytes, pos: 0, failed: false }
+        Fields {
+            bytes,
+            pos: 0,
+            failed: false,
+        }
     }
 
     fn field(&mut self) -> Result<(u64, Value<'a>)> {
@@ -314,22 +346,32 @@ impl<'a> Fields<'a> {
             }
             2 => {
                 let len = read_varint(self.bytes, &mut self.pos)?;
-                let len = usize::try_from(len).map_err(|_| DataError::Proto(format!("length {len} too large at byte {at}")))?;
+                let len = usize::try_from(len).map_err(|_| {
+                    DataError::Proto(format!("length {len} too large at byte {at}"))
+                })?;
                 Value::Bytes(self.take(len, at)?)
             }
             5 => Value::Fixed32(u32::from_le_bytes(self.take(4, at)?.try_into().expect("4"))),
-            wt => return Err(DataError::Proto(format!("unsupported wire type {wt} at byte {at}"))),
+            wt => {
+                return Err(DataError::Proto(format!(
+                    "unsupported wire type {wt} at byte {at}"
+                )))
+            }
         };
         Ok((number, value))
     }
 
     fn take(&mut self, n: usize, at: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            DataError::Proto(format!(
-                "field at byte {at} needs {n} bytes, {} left (truncated message)",
-                self.bytes.len() - self.pos
-            ))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                DataError::Proto(format!(
+                    "field at byte {at} needs {n} bytes, {} left (truncated message)",
+                    self.bytes.len() - self.pos
+                ))
+            })?;
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(slice)
@@ -362,7 +404,9 @@ fn read_varint(bytes: &[u8], pos: &mut usize) -> Result<u64> {
             return Ok(value);
         }
     }
-    Err(DataError::Proto(format!("varint longer than 10 bytes at byte {start}")))
+    Err(DataError::Proto(format!(
+        "varint longer than 10 bytes at byte {start}"
+    )))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -448,7 +492,11 @@ mod tests {
         let ex = Example::decode(&bytes).unwrap();
         assert_eq!(ex.ints("i").unwrap(), &[-5]);
         assert_eq!(ex.floats("f").unwrap(), &[1.5, 2.5]);
-        assert!(ex.bytes("f").unwrap_err().to_string().contains("is a float_list"));
+        assert!(ex
+            .bytes("f")
+            .unwrap_err()
+            .to_string()
+            .contains("is a float_list"));
     }
 
     #[test]

@@ -46,9 +46,17 @@ impl std::str::FromStr for ShardSpec {
 
     /// Parses `i/n` (e.g. `3/8`).
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (i, n) = s.split_once('/').ok_or_else(|| format!("shard {s:?}: expected i/n, e.g. 0/4"))?;
-        let index: usize = i.trim().parse().map_err(|_| format!("shard {s:?}: bad index"))?;
-        let count: usize = n.trim().parse().map_err(|_| format!("shard {s:?}: bad count"))?;
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("shard {s:?}: expected i/n, e.g. 0/4"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard {s:?}: bad index"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard {s:?}: bad count"))?;
         if count == 0 || index >= count {
             return Err(format!("shard {s:?}: need 0 <= i < n"));
         }
@@ -177,10 +185,12 @@ impl Sink for PartSink {
 /// Reads a done marker, `None` when absent.
 pub fn read_done(path: &Path) -> Result<Option<DoneMarker>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| DataError::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| DataError::Json {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DataError::io(path, e)),
     }
@@ -260,7 +270,10 @@ fn run_item(stage: &dyn Stage, item: &WorkItem, dir: &Path) -> Result<DoneMarker
         funnel,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_atomic(&paths.done, &serde_json::to_vec_pretty(&marker).expect("serialisable"))?;
+    write_atomic(
+        &paths.done,
+        &serde_json::to_vec_pretty(&marker).expect("serialisable"),
+    )?;
     Ok(marker)
 }
 
@@ -274,7 +287,10 @@ pub fn done_parts(dir: &Path) -> Result<Vec<WorkItem>> {
     };
     for entry in entries {
         let path = entry.map_err(|e| DataError::io(dir, e))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if let Some(stem) = name.strip_suffix(".done.json") {
             let tar = dir.join(format!("{stem}.tar"));
             parts.push(WorkItem {
@@ -290,7 +306,11 @@ pub fn done_parts(dir: &Path) -> Result<Vec<WorkItem>> {
 
 /// Funnel counts per reason, for printing (`reason: count`).
 pub fn reasons_line(counts: &BTreeMap<String, u64>) -> String {
-    counts.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -299,7 +319,9 @@ mod tests {
 
     #[test]
     fn shards_partition_the_manifest() {
-        let items: Vec<WorkItem> = (0..7).map(|k| WorkItem::file(Path::new(&format!("f{k}")))).collect();
+        let items: Vec<WorkItem> = (0..7)
+            .map(|k| WorkItem::file(Path::new(&format!("f{k}"))))
+            .collect();
         let spec: ShardSpec = "1/3".parse().unwrap();
         let keys: Vec<String> = spec.select(&items).into_iter().map(|i| i.key).collect();
         assert_eq!(keys, ["f1", "f4"]);

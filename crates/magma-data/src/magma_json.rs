@@ -126,19 +126,31 @@ pub fn read_items(path: &Path, source: &str) -> Result<Vec<Record>> {
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(n, l)| serde_json::from_str(l).map_err(|e| bad(format!("line {}", n + 1), e.to_string())))
+            .map(|(n, l)| {
+                serde_json::from_str(l).map_err(|e| bad(format!("line {}", n + 1), e.to_string()))
+            })
             .collect::<Result<_>>()?
     } else {
-        match serde_json::from_str::<Value>(&text).map_err(|e| bad("document".into(), e.to_string()))? {
+        match serde_json::from_str::<Value>(&text)
+            .map_err(|e| bad("document".into(), e.to_string()))?
+        {
             Value::Array(items) => items,
             Value::Object(mut obj) => match obj.remove("items") {
                 Some(Value::Array(items)) => items,
                 _ => vec![Value::Object(obj)],
             },
-            other => return Err(bad("document".into(), format!("expected a list of items, got {other}"))),
+            other => {
+                return Err(bad(
+                    "document".into(),
+                    format!("expected a list of items, got {other}"),
+                ))
+            }
         }
     };
-    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     values
         .iter()
         .enumerate()
@@ -147,14 +159,25 @@ pub fn read_items(path: &Path, source: &str) -> Result<Vec<Record>> {
 }
 
 /// One LLaVA item as a record (images keep their relative paths; sizes are 0 until checked).
-pub fn item_to_record(item: &Value, source: &str, file: &str, index: usize) -> Result<Record, String> {
+pub fn item_to_record(
+    item: &Value,
+    source: &str,
+    file: &str,
+    index: usize,
+) -> Result<Record, String> {
     let obj = item.as_object().ok_or("an item must be a JSON object")?;
     let given_id = match obj.get("id") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let mut record = Record::new(source, &format!("{file}#{}", given_id.as_deref().unwrap_or(&index.to_string())));
+    let mut record = Record::new(
+        source,
+        &format!(
+            "{file}#{}",
+            given_id.as_deref().unwrap_or(&index.to_string())
+        ),
+    );
     record.provenance.locator = match &given_id {
         Some(id) => format!("item {index} (id {id})"),
         None => format!("item {index}"),
@@ -162,20 +185,28 @@ pub fn item_to_record(item: &Value, source: &str, file: &str, index: usize) -> R
     record.provenance.input = file.to_string();
     record.provenance.converter = source.to_string();
     let turns = obj.get("conversations").ok_or("missing `conversations`")?;
-    record.conversations =
-        serde_json::from_value::<Vec<Turn>>(turns.clone()).map_err(|e| format!("`conversations`: {e}"))?;
+    record.conversations = serde_json::from_value::<Vec<Turn>>(turns.clone())
+        .map_err(|e| format!("`conversations`: {e}"))?;
     let images: Vec<String> = match obj.get("image") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(list)) => list
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or("`image` list entries must be strings"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("`image` list entries must be strings")
+            })
             .collect::<Result<_, _>>()?,
         Some(other) => return Err(format!("`image` must be a string or a list, got {other}")),
     };
     record.media = images
         .into_iter()
-        .map(|path| Media::Image { path, width: 0, height: 0 })
+        .map(|path| Media::Image {
+            path,
+            width: 0,
+            height: 0,
+        })
         .collect();
     Ok(record)
 }
@@ -196,7 +227,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/magma-train/magma-tiny-crop/conversations.json");
         let records = read_items(&path, "fixture").unwrap();
-        assert_eq!(records[0].conversations[1].value, "Coordinate: (0.42, 0.17). Mark: 7");
+        assert_eq!(
+            records[0].conversations[1].value,
+            "Coordinate: (0.42, 0.17). Mark: 7"
+        );
     }
 
     #[test]

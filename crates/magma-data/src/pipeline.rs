@@ -113,7 +113,9 @@ impl Pipeline {
             }
             if let Some(from) = &stage.from {
                 if !seen.contains(&from.as_str()) {
-                    return Err(bad(format!("`from = \"{from}\"` must name an earlier stage")));
+                    return Err(bad(format!(
+                        "`from = \"{from}\"` must name an earlier stage"
+                    )));
                 }
             }
             match (stage.kind.as_str(), &stage.input, &stage.from) {
@@ -146,10 +148,12 @@ impl Pipeline {
     /// Builds the stage object and its full manifest (all shards).
     pub fn build(&self, spec: &StageSpec) -> Result<(Box<dyn Stage>, Vec<WorkItem>)> {
         let need = |what: &str, v: &Option<PathBuf>| {
-            v.as_ref().map(|p| self.resolve(p)).ok_or_else(|| DataError::Pipeline {
-                path: self.base.clone(),
-                message: format!("stage `{}` needs `{what}`", spec.name),
-            })
+            v.as_ref()
+                .map(|p| self.resolve(p))
+                .ok_or_else(|| DataError::Pipeline {
+                    path: self.base.clone(),
+                    message: format!("stage `{}` needs `{what}`", spec.name),
+                })
         };
         if spec.kind == "filter" {
             let from = spec.from.as_deref().expect("checked");
@@ -209,7 +213,10 @@ pub fn input_files(input: &Path) -> Result<Vec<WorkItem>> {
     } else if input.is_file() {
         vec![input.to_path_buf()]
     } else {
-        return Err(DataError::io(input, std::io::Error::new(std::io::ErrorKind::NotFound, "input not found")));
+        return Err(DataError::io(
+            input,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "input not found"),
+        ));
     };
     paths.sort();
     Ok(paths.iter().map(|p| WorkItem::file(p)).collect())
@@ -301,9 +308,17 @@ pub fn run(
         let funnel = if options.dry_run {
             Funnel::default()
         } else {
-            let funnel = run_stage(stage.as_ref(), &items, &dir, &mut |p| progress(&spec.name, p))?;
-            let name = format!("_funnel.{}-of-{}.json", options.shard.index, options.shard.count);
-            crate::magma_json::write_atomic(&dir.join(name), &serde_json::to_vec_pretty(&funnel).expect("serialisable"))?;
+            let funnel = run_stage(stage.as_ref(), &items, &dir, &mut |p| {
+                progress(&spec.name, p)
+            })?;
+            let name = format!(
+                "_funnel.{}-of-{}.json",
+                options.shard.index, options.shard.count
+            );
+            crate::magma_json::write_atomic(
+                &dir.join(name),
+                &serde_json::to_vec_pretty(&funnel).expect("serialisable"),
+            )?;
             funnel
         };
         reports.push(StageReport {

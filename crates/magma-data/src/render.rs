@@ -43,17 +43,36 @@ pub fn render(sample: &Sample, image_root: &Path) -> Result<RgbImage> {
     }
     for trace in &record.traces {
         for pair in trace.points.windows(2) {
-            draw_line_segment_mut(&mut image, (pair[0][0], pair[0][1]), (pair[1][0], pair[1][1]), TRACE_YELLOW);
+            draw_line_segment_mut(
+                &mut image,
+                (pair[0][0], pair[0][1]),
+                (pair[1][0], pair[1][1]),
+                TRACE_YELLOW,
+            );
         }
     }
-    let starts: Vec<(f32, f32)> = record.traces.iter().filter_map(|t| t.points.first().map(|p| (p[0], p[1]))).collect();
-    let ids: Vec<u32> = record.traces.iter().filter(|t| !t.points.is_empty()).map(|t| t.mark).collect();
+    let starts: Vec<(f32, f32)> = record
+        .traces
+        .iter()
+        .filter_map(|t| t.points.first().map(|p| (p[0], p[1])))
+        .collect();
+    let ids: Vec<u32> = record
+        .traces
+        .iter()
+        .filter(|t| !t.points.is_empty())
+        .map(|t| t.mark)
+        .collect();
     if !starts.is_empty() {
-        magma_marks::draw_trace_marks(&mut image, &starts, &ids).map_err(|e| DataError::invalid(&record.id, e.to_string()))?;
+        magma_marks::draw_trace_marks(&mut image, &starts, &ids)
+            .map_err(|e| DataError::invalid(&record.id, e.to_string()))?;
     }
     let (w, h) = image.dimensions();
     for action in &record.actions {
-        if let Action::Ui { point: Some([x, y]), .. } = action {
+        if let Action::Ui {
+            point: Some([x, y]),
+            ..
+        } = action
+        {
             let (px, py) = ((x * w as f64) as i32, (y * h as f64) as i32);
             let radius = (w.min(h) / 40).max(3) as i32;
             draw_cross_mut(&mut image, ACTION_BLUE, px, py);

@@ -36,7 +36,11 @@ const CRC32C_TABLE: [u32; 256] = {
         let mut c = n as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0x82F6_3B78 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         table[n] = c;
@@ -232,7 +236,10 @@ mod tests {
         let items: Vec<_> = TfRecordReader::new(&bytes[..], "x.tfrecord").collect();
         assert_eq!(items.len(), 2);
         let err = items[0].as_ref().unwrap_err().to_string();
-        assert_eq!(err, "x.tfrecord: TFRecord at byte offset 0: payload CRC mismatch");
+        assert_eq!(
+            err,
+            "x.tfrecord: TFRecord at byte offset 0: payload CRC mismatch"
+        );
         assert_eq!(items[1].as_ref().unwrap().payload, b"second");
     }
 
@@ -244,7 +251,10 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert!(items[0].is_ok());
         let err = items[1].as_ref().unwrap_err().to_string();
-        assert!(err.starts_with("y.tfrecord: TFRecord at byte offset 29: truncated record"), "{err}");
+        assert!(
+            err.starts_with("y.tfrecord: TFRecord at byte offset 29: truncated record"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -43,20 +43,34 @@ impl Stage for Numbers {
 }
 
 fn manifest() -> Vec<WorkItem> {
-    (0..ITEMS).map(|k| WorkItem::file(Path::new(&format!("input-{k}.txt")))).collect()
+    (0..ITEMS)
+        .map(|k| WorkItem::file(Path::new(&format!("input-{k}.txt"))))
+        .collect()
 }
 
 fn count(dir: &Path, suffix: &str) -> usize {
     std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(suffix)).count())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
         .unwrap_or(0)
 }
 
 /// The child: runs the slow job until killed. Does nothing unless started by the parent.
 #[test]
 fn child_job() {
-    let Ok(dir) = std::env::var("MAGMA_DATA_RESUME_CHILD_DIR") else { return };
-    run_stage(&Numbers { slow: true }, &manifest(), Path::new(&dir), &mut |_| {}).unwrap();
+    let Ok(dir) = std::env::var("MAGMA_DATA_RESUME_CHILD_DIR") else {
+        return;
+    };
+    run_stage(
+        &Numbers { slow: true },
+        &manifest(),
+        Path::new(&dir),
+        &mut |_| {},
+    )
+    .unwrap();
 }
 
 #[test]
@@ -72,20 +86,38 @@ fn killed_job_resumes_without_loss_or_duplicates() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(count(&dir, ".done.json") >= 2 && count(&dir, ".tar.tmp") == 1) {
         assert!(Instant::now() < deadline, "child made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "child finished before the kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "child finished before the kill"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let done_at_kill = count(&dir, ".done.json");
     assert!(done_at_kill < ITEMS, "killed mid-job");
-    assert_eq!(count(&dir, ".tar.tmp"), 1, "a half-written part was left behind");
+    assert_eq!(
+        count(&dir, ".tar.tmp"),
+        1,
+        "a half-written part was left behind"
+    );
 
     let mut resumed = Vec::new();
-    let funnel = run_stage(&Numbers { slow: false }, &manifest(), &dir, &mut |p| resumed.push(p)).unwrap();
-    assert_eq!(resumed.len(), 1 + ITEMS - done_at_kill, "only the missing items ran again");
+    let funnel = run_stage(&Numbers { slow: false }, &manifest(), &dir, &mut |p| {
+        resumed.push(p)
+    })
+    .unwrap();
+    assert_eq!(
+        resumed.len(),
+        1 + ITEMS - done_at_kill,
+        "only the missing items ran again"
+    );
     assert_eq!(funnel.items as usize, ITEMS);
-    assert_eq!(count(&dir, ".tmp"), 0, "the rerun replaced the half-written part");
+    assert_eq!(
+        count(&dir, ".tmp"),
+        0,
+        "the rerun replaced the half-written part"
+    );
     assert_eq!(funnel.records as usize, ITEMS * RECORDS_PER_ITEM);
 
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -93,7 +125,9 @@ fn killed_job_resumes_without_loss_or_duplicates() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "tar") {
             for sample in read_shard(&path).unwrap() {
-                *seen.entry(sample.record.conversations[1].value.clone()).or_default() += 1;
+                *seen
+                    .entry(sample.record.conversations[1].value.clone())
+                    .or_default() += 1;
             }
         }
     }
@@ -106,6 +140,9 @@ fn killed_job_resumes_without_loss_or_duplicates() {
     }
     // A second rerun has nothing to do and changes nothing.
     let mut again = Vec::new();
-    run_stage(&Numbers { slow: false }, &manifest(), &dir, &mut |p| again.push(p)).unwrap();
+    run_stage(&Numbers { slow: false }, &manifest(), &dir, &mut |p| {
+        again.push(p)
+    })
+    .unwrap();
     assert_eq!(again.len(), 1);
 }

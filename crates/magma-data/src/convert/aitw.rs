@@ -43,15 +43,25 @@ pub const TAP_DISTANCE: f64 = 0.04;
 pub struct Aitw;
 
 /// The action of one step, with its record form.
-fn step_action(ex: &Example, marks: &[MarkBox], width: u32, height: u32) -> Result<(AitwAction, Action), String> {
+fn step_action(
+    ex: &Example,
+    marks: &[MarkBox],
+    width: u32,
+    height: u32,
+) -> Result<(AitwAction, Action), String> {
     let get_f = |k: &str| ex.floats(k).map(|v| v.to_vec()).map_err(|e| e.to_string());
-    let action_type = *ex.ints("results/action_type").map_err(|e| e.to_string())?.first().ok_or("empty results/action_type")?;
-    let ui = |op: &str, point: Option<[f64; 2]>, mark: Option<u32>, value: Option<String>| Action::Ui {
-        op: op.into(),
-        point,
-        mark,
-        value,
-    };
+    let action_type = *ex
+        .ints("results/action_type")
+        .map_err(|e| e.to_string())?
+        .first()
+        .ok_or("empty results/action_type")?;
+    let ui =
+        |op: &str, point: Option<[f64; 2]>, mark: Option<u32>, value: Option<String>| Action::Ui {
+            op: op.into(),
+            point,
+            mark,
+            value,
+        };
     Ok(match action_type {
         4 => {
             let touch = get_f("results/yx_touch")?;
@@ -59,48 +69,88 @@ fn step_action(ex: &Example, marks: &[MarkBox], width: u32, height: u32) -> Resu
             if touch.len() != 2 || lift.len() != 2 {
                 return Err("yx_touch / yx_lift must hold 2 values".into());
             }
-            let (ty, tx, ly, lx) = (touch[0] as f64, touch[1] as f64, lift[0] as f64, lift[1] as f64);
+            let (ty, tx, ly, lx) = (
+                touch[0] as f64,
+                touch[1] as f64,
+                lift[0] as f64,
+                lift[1] as f64,
+            );
             let distance = ((ty - ly).powi(2) + (tx - lx).powi(2)).sqrt();
             if distance <= TAP_DISTANCE {
                 let (x, y) = ((tx + lx) / 2.0, (ty + ly) / 2.0);
                 let (px, py) = (x * width as f64, y * height as f64);
                 let hit = marks
                     .iter()
-                    .filter(|m| px >= m.bbox[0] && px <= m.bbox[2] && py >= m.bbox[1] && py <= m.bbox[3])
+                    .filter(|m| {
+                        px >= m.bbox[0] && px <= m.bbox[2] && py >= m.bbox[1] && py <= m.bbox[3]
+                    })
                     .min_by(|a, b| area(a.bbox).total_cmp(&area(b.bbox)));
                 match hit {
-                    Some(mark) => (AitwAction::TapMark { mark: mark.index }, ui("TAP", Some([x, y]), Some(mark.index), None)),
+                    Some(mark) => (
+                        AitwAction::TapMark { mark: mark.index },
+                        ui("TAP", Some([x, y]), Some(mark.index), None),
+                    ),
                     None => (
-                        AitwAction::TapPoint { x: round2(x), y: round2(y), key: CoordinateKey::NormalizedCoordinate },
+                        AitwAction::TapPoint {
+                            x: round2(x),
+                            y: round2(y),
+                            key: CoordinateKey::NormalizedCoordinate,
+                        },
                         ui("TAP", Some([x, y]), None, None),
                     ),
                 }
             } else {
                 let (dy, dx) = (ly - ty, lx - tx);
                 let direction = if dy.abs() >= dx.abs() {
-                    if dy < 0.0 { "UP" } else { "DOWN" }
+                    if dy < 0.0 {
+                        "UP"
+                    } else {
+                        "DOWN"
+                    }
                 } else if dx < 0.0 {
                     "LEFT"
                 } else {
                     "RIGHT"
                 };
-                (AitwAction::Swipe { direction: direction.into() }, ui(&format!("SWIPE_{direction}"), Some([tx, ty]), None, None))
+                (
+                    AitwAction::Swipe {
+                        direction: direction.into(),
+                    },
+                    ui(&format!("SWIPE_{direction}"), Some([tx, ty]), None, None),
+                )
             }
         }
         3 => {
-            let text = ex.string("results/type_action", 0).map_err(|e| e.to_string())?;
-            (AitwAction::Type { text: text.clone() }, ui("TYPE", None, None, Some(text)))
+            let text = ex
+                .string("results/type_action", 0)
+                .map_err(|e| e.to_string())?;
+            (
+                AitwAction::Type { text: text.clone() },
+                ui("TYPE", None, None, Some(text)),
+            )
         }
         5..=7 => {
             let button = ["BACK", "HOME", "ENTER"][(action_type - 5) as usize];
             (
-                AitwAction::Navigate { button: button.into(), key: NavigateKey::Navigate },
+                AitwAction::Navigate {
+                    button: button.into(),
+                    key: NavigateKey::Navigate,
+                },
                 ui(&format!("PRESS_{button}"), None, None, None),
             )
         }
         10 | 11 => {
-            let status = if action_type == 10 { "COMPLETE" } else { "IMPOSSIBLE" };
-            (AitwAction::SetTaskStatus { status: status.into() }, ui(&format!("STATUS_{status}"), None, None, None))
+            let status = if action_type == 10 {
+                "COMPLETE"
+            } else {
+                "IMPOSSIBLE"
+            };
+            (
+                AitwAction::SetTaskStatus {
+                    status: status.into(),
+                },
+                ui(&format!("STATUS_{status}"), None, None, None),
+            )
         }
         other => return Err(format!("unknown_action_type:{other}")),
     })
@@ -111,22 +161,45 @@ fn area(b: [f64; 4]) -> f64 {
 }
 
 impl Aitw {
-    fn step(&self, file: &str, ex: &Example, history: &mut HashMap<String, Vec<String>>, locator: &str, sink: &mut dyn Sink) -> Result<()> {
+    fn step(
+        &self,
+        file: &str,
+        ex: &Example,
+        history: &mut HashMap<String, Vec<String>>,
+        locator: &str,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
         let episode = ex.string("episode_id", 0)?;
-        let step_id = *ex.ints("step_id")?.first().ok_or_else(|| DataError::Proto("empty step_id".into()))?;
+        let step_id = *ex
+            .ints("step_id")?
+            .first()
+            .ok_or_else(|| DataError::Proto("empty step_id".into()))?;
         let goal = ex.string("goal_info", 0)?;
         let dims = |k: &str| -> Result<u32> {
-            let v = *ex.ints(k)?.first().ok_or_else(|| DataError::Proto(format!("empty {k}")))?;
+            let v = *ex
+                .ints(k)?
+                .first()
+                .ok_or_else(|| DataError::Proto(format!("empty {k}")))?;
             u32::try_from(v).map_err(|_| DataError::Proto(format!("{k} = {v}")))
         };
-        let (height, width, channels) = (dims("image/height")?, dims("image/width")?, dims("image/channels")?);
-        let raw = ex.bytes("image/encoded")?.first().ok_or_else(|| DataError::Proto("empty image/encoded".into()))?;
+        let (height, width, channels) = (
+            dims("image/height")?,
+            dims("image/width")?,
+            dims("image/channels")?,
+        );
+        let raw = ex
+            .bytes("image/encoded")?
+            .first()
+            .ok_or_else(|| DataError::Proto("empty image/encoded".into()))?;
         let expected = height as usize * width as usize * channels as usize;
         if raw.len() != expected || !(channels == 3 || channels == 4) {
             sink.skip(
                 locator,
                 "undecodable_image",
-                format!("image/encoded has {} bytes, {height}x{width}x{channels} needs {expected}", raw.len()),
+                format!(
+                    "image/encoded has {} bytes, {height}x{width}x{channels} needs {expected}",
+                    raw.len()
+                ),
             );
             return Ok(());
         }
@@ -139,26 +212,60 @@ impl Aitw {
         let types = ex.bytes("image/ui_annotations_ui_types").unwrap_or(&[]);
         let mut marks = Vec::new();
         for (k, yxhw) in positions.chunks_exact(4).enumerate() {
-            let (y, x, h, w) = (yxhw[0] as f64, yxhw[1] as f64, yxhw[2] as f64, yxhw[3] as f64);
-            let bbox = [x * width as f64, y * height as f64, (x + w) * width as f64, (y + h) * height as f64];
+            let (y, x, h, w) = (
+                yxhw[0] as f64,
+                yxhw[1] as f64,
+                yxhw[2] as f64,
+                yxhw[3] as f64,
+            );
+            let bbox = [
+                x * width as f64,
+                y * height as f64,
+                (x + w) * width as f64,
+                (y + h) * height as f64,
+            ];
             if !box_inside(bbox, width, height) {
-                sink.skip(&format!("{locator} box {k}"), "box_outside_image", format!("box {bbox:?} outside {width}x{height}; box left out"));
+                sink.skip(
+                    &format!("{locator} box {k}"),
+                    "box_outside_image",
+                    format!("box {bbox:?} outside {width}x{height}; box left out"),
+                );
                 continue;
             }
-            let text = texts.get(k).map(|t| String::from_utf8_lossy(t).into_owned()).filter(|t| !t.is_empty());
-            let kind = types.get(k).map(|t| String::from_utf8_lossy(t).into_owned());
-            marks.push(MarkBox { index: marks.len() as u32, bbox, text, kind });
+            let text = texts
+                .get(k)
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .filter(|t| !t.is_empty());
+            let kind = types
+                .get(k)
+                .map(|t| String::from_utf8_lossy(t).into_owned());
+            marks.push(MarkBox {
+                index: marks.len() as u32,
+                bbox,
+                text,
+                kind,
+            });
         }
         let (answer, action) = match step_action(ex, &marks, width, height) {
             Ok(a) => a,
             Err(message) => {
-                let reason = if message.starts_with("unknown_action_type") { "unknown_action_type" } else { "bad_action" };
+                let reason = if message.starts_with("unknown_action_type") {
+                    "unknown_action_type"
+                } else {
+                    "bad_action"
+                };
                 sink.skip(locator, reason, message);
                 return Ok(());
             }
         };
         let previous = history.entry(episode.clone()).or_default();
-        let prompt = AitwStep { task: &goal, previous_actions: previous, step: step_id as usize, num_marks: marks.len() }.render();
+        let prompt = AitwStep {
+            task: &goal,
+            previous_actions: previous,
+            step: step_id as usize,
+            num_marks: marks.len(),
+        }
+        .render();
         let answer_text = answer.format();
         previous.push(answer_text.clone());
         let marked = draw_marks(&image, &marks.iter().map(|m| m.bbox).collect::<Vec<_>>())?;
@@ -192,9 +299,14 @@ impl Stage for Aitw {
                     continue;
                 }
             };
-            let step = Example::decode(&frame.payload).and_then(|ex| self.step(&item.key, &ex, &mut history, &locator, sink));
+            let step = Example::decode(&frame.payload)
+                .and_then(|ex| self.step(&item.key, &ex, &mut history, &locator, sink));
             if let Err(e) = step {
-                sink.skip(&locator, "bad_step", format!("{}: offset {}: {e}", item.path.display(), frame.offset));
+                sink.skip(
+                    &locator,
+                    "bad_step",
+                    format!("{}: offset {}: {e}", item.path.display(), frame.offset),
+                );
             }
         }
         Ok(())

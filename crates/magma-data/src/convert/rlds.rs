@@ -56,7 +56,10 @@ pub fn read_features(path: &Path) -> Result<Vec<FeatureSpec>> {
 }
 
 fn walk_features(node: &Value, prefix: &str, out: &mut Vec<FeatureSpec>) {
-    if let Some(features) = node.pointer("/featuresDict/features").and_then(Value::as_object) {
+    if let Some(features) = node
+        .pointer("/featuresDict/features")
+        .and_then(Value::as_object)
+    {
         for (name, child) in features {
             let key = if prefix.is_empty() {
                 name.clone()
@@ -167,16 +170,24 @@ impl RldsConverter {
                     .find(|f| f.key == "steps/observation/image")
                     .or(images.first())
                     .map(|f| f.key.clone())
-                    .ok_or_else(|| DataError::invalid(&ctx, "no Image feature under steps/observation"))?
+                    .ok_or_else(|| {
+                        DataError::invalid(&ctx, "no Image feature under steps/observation")
+                    })?
             }
         };
         let language_key = match &options.language_key {
             Some(k) => k.clone(),
             None => features
                 .iter()
-                .find(|f| f.class == "Text" && f.key.starts_with("steps/") && f.key.contains("instruction"))
+                .find(|f| {
+                    f.class == "Text"
+                        && f.key.starts_with("steps/")
+                        && f.key.contains("instruction")
+                })
                 .map(|f| f.key.clone())
-                .ok_or_else(|| DataError::invalid(&ctx, "no instruction Text feature under steps/"))?,
+                .ok_or_else(|| {
+                    DataError::invalid(&ctx, "no instruction Text feature under steps/")
+                })?,
         };
         let action_keys = options
             .action_keys
@@ -184,10 +195,14 @@ impl RldsConverter {
             .unwrap_or_else(|| vec!["steps/action".to_string()]);
         let mut action_dim = 0;
         for key in &action_keys {
-            let spec = find(key).ok_or_else(|| DataError::invalid(&ctx, format!("no feature `{key}`")))?;
+            let spec =
+                find(key).ok_or_else(|| DataError::invalid(&ctx, format!("no feature `{key}`")))?;
             let dims: i64 = spec.shape.iter().product();
             if dims <= 0 {
-                return Err(DataError::invalid(&ctx, format!("`{key}` has no static shape: {:?}", spec.shape)));
+                return Err(DataError::invalid(
+                    &ctx,
+                    format!("`{key}` has no static shape: {:?}", spec.shape),
+                ));
             }
             action_dim += dims as usize;
         }
@@ -210,7 +225,10 @@ impl RldsConverter {
                 if entry.action.dim() != action_dim {
                     return Err(DataError::invalid(
                         path.display().to_string(),
-                        format!("statistics have {} action dims, the dataset {action_dim}", entry.action.dim()),
+                        format!(
+                            "statistics have {} action dims, the dataset {action_dim}",
+                            entry.action.dim()
+                        ),
                     ));
                 }
                 Some(entry.action.clone())
@@ -238,7 +256,10 @@ impl RldsConverter {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| DataError::io(&self.dir, e))?;
         let mut shards: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tfrecord")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".tfrecord"))
+            })
             .collect();
         shards.sort();
         Ok(shards)
@@ -296,7 +317,9 @@ impl RldsConverter {
             let raw = actions[t * self.action_dim..(t + 1) * self.action_dim].to_vec();
             let (normalized, tokens) = match &self.stats {
                 Some(stats) => {
-                    let normalized = stats.normalize(&raw).map_err(|e| DataError::invalid(&locator, e.to_string()))?;
+                    let normalized = stats
+                        .normalize(&raw)
+                        .map_err(|e| DataError::invalid(&locator, e.to_string()))?;
                     let tokens = match self.tokenizer.encode(&normalized) {
                         Ok(t) => t,
                         Err(e) => {
@@ -314,10 +337,16 @@ impl RldsConverter {
             record.provenance.locator = locator;
             // The reference lower-cases the instruction inside the prompt (`lang.lower()`).
             record.conversations = vec![
-                Turn::human(magma_actions::prompts::robot_action(&instruction.to_lowercase())),
+                Turn::human(magma_actions::prompts::robot_action(
+                    &instruction.to_lowercase(),
+                )),
                 Turn::gpt("<action>".repeat(self.action_dim)),
             ];
-            record.actions.push(Action::Robot { raw, normalized, tokens });
+            record.actions.push(Action::Robot {
+                raw,
+                normalized,
+                tokens,
+            });
             let mut sample = Sample::new(record);
             sample.push_image(jpeg.clone(), "jpg", image.width(), image.height());
             sink.emit(sample)?;
@@ -342,7 +371,8 @@ impl Stage for RldsConverter {
                     continue;
                 }
             };
-            let episode = Example::decode(&frame.payload).and_then(|ex| self.episode(&file, index, &ex, sink));
+            let episode = Example::decode(&frame.payload)
+                .and_then(|ex| self.episode(&file, index, &ex, sink));
             if let Err(e) = episode {
                 sink.skip(
                     &format!("record {index} (offset {})", frame.offset),

@@ -74,14 +74,19 @@ struct M2wCandidate {
 impl M2wCandidate {
     /// The candidate's box as `[x1, y1, x2, y2]`, `None` when not rendered (`-1,-1,-1,-1`).
     fn bbox(&self) -> std::result::Result<Option<[f64; 4]>, String> {
-        let attrs: serde_json::Value = serde_json::from_str(&self.attributes).map_err(|e| format!("attributes: {e}"))?;
+        let attrs: serde_json::Value =
+            serde_json::from_str(&self.attributes).map_err(|e| format!("attributes: {e}"))?;
         let rect = attrs
             .get("bounding_box_rect")
             .and_then(|v| v.as_str())
             .ok_or("attributes lack bounding_box_rect")?;
         let v: Vec<f64> = rect
             .split(',')
-            .map(|s| s.trim().parse::<f64>().map_err(|_| format!("bounding_box_rect {rect:?}")))
+            .map(|s| {
+                s.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("bounding_box_rect {rect:?}"))
+            })
             .collect::<std::result::Result<_, _>>()?;
         if v.len() != 4 {
             return Err(format!("bounding_box_rect {rect:?}"));
@@ -95,17 +100,30 @@ impl M2wCandidate {
 
 /// A stable pseudo-random order key for `name` within record `id`.
 fn seeded_key(id: &str, name: &str) -> [u8; 8] {
-    let digest = Sha256::new().chain_update(id).chain_update([0]).chain_update(name).finalize();
+    let digest = Sha256::new()
+        .chain_update(id)
+        .chain_update([0])
+        .chain_update(name)
+        .finalize();
     digest[..8].try_into().expect("8 bytes")
 }
 
 impl Mind2Web {
     fn action(&self, task: &M2wTask, n: usize, file: &str, sink: &mut dyn Sink) -> Result<()> {
         let action = &task.actions[n];
-        let locator = format!("task {} action {n} ({})", task.annotation_id, action.action_uid);
-        let shot = self.screenshots.join(format!("{}-{}.jpg", task.annotation_id, action.action_uid));
+        let locator = format!(
+            "task {} action {n} ({})",
+            task.annotation_id, action.action_uid
+        );
+        let shot = self
+            .screenshots
+            .join(format!("{}-{}.jpg", task.annotation_id, action.action_uid));
         if !shot.exists() {
-            sink.skip(&locator, "missing_image", format!("{} not found", shot.display()));
+            sink.skip(
+                &locator,
+                "missing_image",
+                format!("{} not found", shot.display()),
+            );
             return Ok(());
         }
         let (_, image) = match read_image(&shot) {
@@ -123,7 +141,11 @@ impl Mind2Web {
         let target = match positive.bbox() {
             Ok(Some(b)) if box_inside(b, w, h) => b,
             Ok(Some(b)) => {
-                sink.skip(&locator, "box_outside_image", format!("target box {b:?} outside the {w}x{h} screenshot"));
+                sink.skip(
+                    &locator,
+                    "box_outside_image",
+                    format!("target box {b:?} outside the {w}x{h} screenshot"),
+                );
                 return Ok(());
             }
             Ok(None) => {
@@ -135,7 +157,10 @@ impl Mind2Web {
                 return Ok(());
             }
         };
-        let id = crate::record::record_id("mind2web", &format!("{}#{}", task.annotation_id, action.action_uid));
+        let id = crate::record::record_id(
+            "mind2web",
+            &format!("{}#{}", task.annotation_id, action.action_uid),
+        );
         let mut boxes: Vec<(String, [f64; 4])> = vec![(positive.backend_node_id.clone(), target)];
         for cand in &action.neg_candidates {
             // Negatives that are not rendered or fall outside the screenshot are not marked.
@@ -151,13 +176,20 @@ impl Mind2Web {
         let mut all = negs;
         all.push(pos.clone());
         all.sort_by_key(|(node, _)| seeded_key(&id, node));
-        let mark = all.iter().position(|(node, _)| *node == pos.0).expect("positive is marked") as u32;
+        let mark = all
+            .iter()
+            .position(|(node, _)| *node == pos.0)
+            .expect("positive is marked") as u32;
         let op = match action.operation.op.as_str() {
             "CLICK" | "HOVER" | "ENTER" => "CLICK",
             "TYPE" => "TYPE",
             "SELECT" => "SELECT",
             other => {
-                sink.skip(&locator, "unknown_action_type", format!("operation {other:?}"));
+                sink.skip(
+                    &locator,
+                    "unknown_action_type",
+                    format!("operation {other:?}"),
+                );
                 return Ok(());
             }
         };
@@ -174,14 +206,21 @@ impl Mind2Web {
             .rev()
             .map(String::as_str)
             .collect();
-        let history = if history.is_empty() { "None".to_string() } else { history.join("\n") };
+        let history = if history.is_empty() {
+            "None".to_string()
+        } else {
+            history.join("\n")
+        };
         let question = format!(
             "<image>\nYou are navigating a website. Task: {}\nPrevious actions:\n{history}\nThe screenshot is labeled with {} numeric marks. What is the next action? Answer with the action, the mark and the value if any.",
             task.confirmed_task,
             all.len()
         );
         let marked = draw_marks(&image, &all.iter().map(|(_, b)| *b).collect::<Vec<_>>())?;
-        let mut record = Record::new("mind2web", &format!("{}#{}", task.annotation_id, action.action_uid));
+        let mut record = Record::new(
+            "mind2web",
+            &format!("{}#{}", task.annotation_id, action.action_uid),
+        );
         record.provenance.converter = format!("mind2web {}", env!("CARGO_PKG_VERSION"));
         record.provenance.input = file.to_string();
         record.provenance.locator = locator;
@@ -189,10 +228,23 @@ impl Mind2Web {
         record.marks = all
             .iter()
             .enumerate()
-            .map(|(k, (node, b))| MarkBox { index: k as u32, bbox: *b, text: None, kind: Some(format!("backend_node_id={node}")) })
+            .map(|(k, (node, b))| MarkBox {
+                index: k as u32,
+                bbox: *b,
+                text: None,
+                kind: Some(format!("backend_node_id={node}")),
+            })
             .collect();
-        let centre = [round2((target[0] + target[2]) / 2.0 / w as f64), round2((target[1] + target[3]) / 2.0 / h as f64)];
-        record.actions.push(Action::Ui { op: op.into(), point: Some(centre), mark: Some(mark), value });
+        let centre = [
+            round2((target[0] + target[2]) / 2.0 / w as f64),
+            round2((target[1] + target[3]) / 2.0 / h as f64),
+        ];
+        record.actions.push(Action::Ui {
+            op: op.into(),
+            point: Some(centre),
+            mark: Some(mark),
+            value,
+        });
         let mut sample = Sample::new(record);
         sample.push_image(encode_png(&marked)?, "png", w, h);
         sink.emit(sample)
@@ -235,8 +287,15 @@ pub struct SeeClick {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum SeeClickItem {
-    Web { img_filename: String, elements: Vec<SeeClickElement> },
-    Mobile { img_filename: String, instruction: String, bbox: [f64; 4] },
+    Web {
+        img_filename: String,
+        elements: Vec<SeeClickElement>,
+    },
+    Mobile {
+        img_filename: String,
+        instruction: String,
+        bbox: [f64; 4],
+    },
 }
 
 #[derive(Deserialize)]
@@ -246,13 +305,24 @@ struct SeeClickElement {
 }
 
 impl SeeClick {
-    fn page(&self, n: usize, img: &str, elements: Vec<(String, [f64; 4])>, file: &str, sink: &mut dyn Sink) -> Result<()> {
+    fn page(
+        &self,
+        n: usize,
+        img: &str,
+        elements: Vec<(String, [f64; 4])>,
+        file: &str,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
         let locator = format!("item {n} ({img})");
         let path = self.images.join(img);
         let (_, image) = match read_image(&path) {
             Ok(v) => v,
             Err(DataError::Io { .. }) => {
-                sink.skip(&locator, "missing_image", format!("{} not found", path.display()));
+                sink.skip(
+                    &locator,
+                    "missing_image",
+                    format!("{} not found", path.display()),
+                );
                 return Ok(());
             }
             Err(e) => {
@@ -263,9 +333,18 @@ impl SeeClick {
         let (w, h) = image.dimensions();
         let mut kept = Vec::new();
         for (k, (instruction, ratio)) in elements.into_iter().enumerate() {
-            let bbox = [ratio[0] * w as f64, ratio[1] * h as f64, ratio[2] * w as f64, ratio[3] * h as f64];
+            let bbox = [
+                ratio[0] * w as f64,
+                ratio[1] * h as f64,
+                ratio[2] * w as f64,
+                ratio[3] * h as f64,
+            ];
             if !box_inside(bbox, w, h) {
-                sink.skip(&format!("{locator} element {k}"), "box_outside_image", format!("bbox {ratio:?} leaves the image; element left out"));
+                sink.skip(
+                    &format!("{locator} element {k}"),
+                    "box_outside_image",
+                    format!("bbox {ratio:?} leaves the image; element left out"),
+                );
                 continue;
             }
             if kept.len() < self.max_turns {
@@ -281,17 +360,35 @@ impl SeeClick {
         record.provenance.input = file.to_string();
         record.provenance.locator = locator;
         for (k, (instruction, ratio, bbox)) in kept.iter().enumerate() {
-            let (x, y) = (round2((ratio[0] + ratio[2]) / 2.0), round2((ratio[1] + ratio[3]) / 2.0));
+            let (x, y) = (
+                round2((ratio[0] + ratio[2]) / 2.0),
+                round2((ratio[1] + ratio[3]) / 2.0),
+            );
             let mut question = magma_actions::prompts::ui_grounding(instruction);
             if k > 0 {
                 question = question.trim_start_matches("<image>\n").to_string();
             }
             record.conversations.push(Turn::human(question));
-            record.conversations.push(Turn::gpt(format!("Coordinate: ({x:.2}, {y:.2}). Mark: {k}")));
-            record.marks.push(MarkBox { index: k as u32, bbox: *bbox, text: Some(instruction.clone()), kind: None });
-            record.actions.push(Action::Ui { op: "CLICK".into(), point: Some([x, y]), mark: Some(k as u32), value: None });
+            record.conversations.push(Turn::gpt(format!(
+                "Coordinate: ({x:.2}, {y:.2}). Mark: {k}"
+            )));
+            record.marks.push(MarkBox {
+                index: k as u32,
+                bbox: *bbox,
+                text: Some(instruction.clone()),
+                kind: None,
+            });
+            record.actions.push(Action::Ui {
+                op: "CLICK".into(),
+                point: Some([x, y]),
+                mark: Some(k as u32),
+                value: None,
+            });
         }
-        let marked = draw_marks(&image, &record.marks.iter().map(|m| m.bbox).collect::<Vec<_>>())?;
+        let marked = draw_marks(
+            &image,
+            &record.marks.iter().map(|m| m.bbox).collect::<Vec<_>>(),
+        )?;
         let mut sample = Sample::new(record);
         sample.push_image(encode_png(&marked)?, "png", w, h);
         sink.emit(sample)
@@ -307,13 +404,21 @@ impl Stage for SeeClick {
         let items: Vec<serde_json::Value> = read_json(&item.path)?;
         for (n, value) in items.into_iter().enumerate() {
             match serde_json::from_value::<SeeClickItem>(value) {
-                Ok(SeeClickItem::Web { img_filename, elements }) => {
-                    let els = elements.into_iter().map(|e| (e.instruction, e.bbox)).collect();
+                Ok(SeeClickItem::Web {
+                    img_filename,
+                    elements,
+                }) => {
+                    let els = elements
+                        .into_iter()
+                        .map(|e| (e.instruction, e.bbox))
+                        .collect();
                     self.page(n, &img_filename, els, &item.key, sink)?
                 }
-                Ok(SeeClickItem::Mobile { img_filename, instruction, bbox }) => {
-                    self.page(n, &img_filename, vec![(instruction, bbox)], &item.key, sink)?
-                }
+                Ok(SeeClickItem::Mobile {
+                    img_filename,
+                    instruction,
+                    bbox,
+                }) => self.page(n, &img_filename, vec![(instruction, bbox)], &item.key, sink)?,
                 Err(e) => sink.skip(&format!("item {n}"), "bad_item", e.to_string()),
             }
         }
