@@ -831,9 +831,9 @@ impl TrainableMagma {
                 .reshape((b, h, t, hd))?)
         };
         let (k, v) = (repeat(k)?, repeat(v)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let probs = ops::softmax(&scores.broadcast_add(mask)?)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        let out = ops::attention(&q, &k, &v, mask, 1.0 / (hd as f64).sqrt())?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
         layer.o.forward(&out, rng)
     }
 }
