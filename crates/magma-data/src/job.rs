@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::magma_json::write_atomic;
 use crate::record::Sample;
 use crate::stage::{Funnel, Sink, Skipped, Stage, WorkItem};
-use crate::webdataset::{IndexRow, ShardWriter};
+use crate::webdataset::ShardWriter;
 use crate::{DataError, Result};
 
 /// Which share of the manifest this process runs: items `k` with `k % count == index`.
@@ -135,6 +135,8 @@ pub fn part_stem(key: &str) -> String {
 pub struct PartPaths {
     /// The WebDataset tar.
     pub tar: PathBuf,
+    /// The index (JSON lines).
+    pub index: PathBuf,
     /// The error log.
     pub errors: PathBuf,
     /// The done marker.
@@ -147,6 +149,7 @@ impl PartPaths {
         let stem = part_stem(key);
         PartPaths {
             tar: dir.join(format!("{stem}.tar")),
+            index: dir.join(format!("{stem}.index.jsonl")),
             errors: dir.join(format!("{stem}.errors.jsonl")),
             done: dir.join(format!("{stem}.done.json")),
         }
@@ -158,7 +161,6 @@ struct PartSink {
     writer: ShardWriter,
     funnel: Funnel,
     skipped: Vec<Skipped>,
-    index: Vec<IndexRow>,
 }
 
 impl Sink for PartSink {
@@ -240,7 +242,6 @@ fn run_item(stage: &dyn Stage, item: &WorkItem, dir: &Path) -> Result<DoneMarker
             ..Funnel::default()
         },
         skipped: Vec::new(),
-        index: Vec::new(),
     };
     if let Err(e) = stage.process(item, &mut sink) {
         sink.funnel.items_failed += 1;
@@ -250,9 +251,11 @@ fn run_item(stage: &dyn Stage, item: &WorkItem, dir: &Path) -> Result<DoneMarker
         writer,
         funnel,
         skipped,
-        mut index,
     } = sink;
-    index.extend(writer.finish()?);
+    let index = writer.finish()?;
+    crate::index::write_jsonl(&paths.index, &index)?;
+    #[cfg(feature = "parquet")]
+    crate::index::write_parquet(&paths.index.with_extension("parquet"), &index)?;
     let mut log = Vec::new();
     for skipped in skipped {
         let row = ErrorRow {

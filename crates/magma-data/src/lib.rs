@@ -9,6 +9,7 @@ pub mod convert;
 pub mod curate;
 pub mod error;
 pub mod example;
+pub mod index;
 pub mod job;
 pub mod magma_json;
 pub mod pipeline;

@@ -83,6 +83,20 @@ fn pipeline_runs_stages_reports_funnels_and_reruns_idempotently() {
     );
     assert!(errors.contains("unknown_action_type:99"), "{errors}");
 
+    // The part's index lists every record of its tar, in order.
+    let phone = tmp.path().join("out/phone");
+    let tar = magma_data::job::done_parts(&phone).unwrap().remove(0).path;
+    let index = magma_data::index::read_jsonl(&tar.with_extension("index.jsonl")).unwrap();
+    let samples = magma_data::webdataset::read_shard(&tar).unwrap();
+    assert_eq!(
+        index.iter().map(|r| &r.id).collect::<Vec<_>>(),
+        samples.iter().map(|s| &s.record.id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (index[0].width, index[0].height, index[0].marks),
+        (72, 128, 3)
+    );
+
     // Rerun: nothing pending, same funnels.
     let mut events = 0;
     let again =
