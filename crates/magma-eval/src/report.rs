@@ -283,7 +283,10 @@ pub fn html(runs: &[Run]) -> String {
         let selected: Vec<&Run> = runs.iter().filter(|r| r.benchmark == benchmark).collect();
         let keys = columns(benchmark, &selected);
         let table_rows = rows(benchmark, &selected, &keys);
-        let _ = write!(body, "<h2>{benchmark}</h2><table><tr><th>run</th>");
+        let _ = write!(
+            body,
+            "<h2>{benchmark}</h2><div class=\"wide\"><table><tr><th>run</th>"
+        );
         for k in &keys {
             let _ = write!(body, "<th>{}</th>", escape(k));
         }
@@ -304,7 +307,7 @@ pub fn html(runs: &[Run]) -> String {
             }
             body.push_str("</tr>");
         }
-        body.push_str("</table><div class=\"charts\">");
+        body.push_str("</table></div><div class=\"charts\">");
         for (k, key) in keys.iter().enumerate() {
             let bars: Vec<(String, Option<f64>, &str)> = table_rows
                 .iter()
@@ -329,7 +332,7 @@ pub fn html(runs: &[Run]) -> String {
 body{{font-family:sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse;margin:8px 0 16px}}\
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}td:first-child,th:first-child{{text-align:left}}\
 tr.anchor td{{color:#666;font-style:italic}}.charts{{display:flex;flex-wrap:wrap;gap:12px}}\
-.charts svg{{border:1px solid #eee;background:#fcfcfc}}</style></head><body><h1>magma eval report</h1>\
+.charts svg{{border:1px solid #eee;background:#fcfcfc}}.wide{{overflow-x:auto}}</style></head><body><h1>magma eval report</h1>\
 <p>Values in percent. Grey rows and bars: the paper's Magma-8B numbers (arXiv v1), for reference.</p>{body}</body></html>\n"
     )
 }

@@ -584,6 +584,57 @@ fn prediction_key(benchmark: Benchmark, v: &Value) -> std::result::Result<String
     })
 }
 
+/// `OUT/.lock` holding the writer's pid while a run appends to `OUT`: a second run on the same
+/// folder would interleave duplicate lines. A lock left by a killed run (its pid gone) is taken
+/// over.
+struct RunLock(PathBuf);
+
+impl RunLock {
+    fn acquire(out: &Path) -> Result<Self> {
+        let path = out.join(".lock");
+        let io = |source| EvalError::Io {
+            path: path.clone(),
+            source,
+        };
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(io)?;
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = pid.trim();
+                    if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+                        return Err(EvalError::Invalid(format!(
+                            "{}: another run (pid {pid}) is writing to {} (remove the lock file if that is wrong)",
+                            path.display(),
+                            out.display()
+                        )));
+                    }
+                    std::fs::remove_file(&path).map_err(io)?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(EvalError::Invalid(format!(
+            "{}: cannot take the run lock",
+            path.display()
+        )))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Writes `bytes` to `path` atomically (temporary file + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| EvalError::Io {
@@ -620,6 +671,7 @@ pub fn run(
         path: out.to_path_buf(),
         source,
     })?;
+    let _lock = RunLock::acquire(out)?;
     let pred_path = out.join("predictions.jsonl");
     let done = resume(&pred_path, benchmark)?;
     let io = |source| EvalError::Io {

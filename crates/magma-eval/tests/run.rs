@@ -116,6 +116,42 @@ fn killed_run_resumes_without_answering_twice() {
 }
 
 #[test]
+fn a_second_writer_on_the_same_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a live pid (this process) holds the lock
+    std::fs::write(tmp.path().join(".lock"), std::process::id().to_string()).unwrap();
+    let dir = sample("pope");
+    let data = dir.join("data.jsonl");
+    let mut double = Double::new(|_| "Yes".into());
+    let options = RunOptions::default();
+    let err = run(
+        Benchmark::Pope,
+        &data,
+        &dir,
+        tmp.path(),
+        &mut double,
+        &options,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("another run"), "{err}");
+    assert_eq!(double.calls, 0);
+    // a lock left by a dead process is taken over (a pid above any pid_max)
+    std::fs::write(tmp.path().join(".lock"), "999999999").unwrap();
+    run(
+        Benchmark::Pope,
+        &data,
+        &dir,
+        tmp.path(),
+        &mut double,
+        &options,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(!tmp.path().join(".lock").exists());
+}
+
+#[test]
 fn pope_prompt_is_lmms_evals() {
     let tmp = tempfile::tempdir().unwrap();
     let mut double = Double::new(|_| "No".into());
