@@ -160,7 +160,8 @@ pub fn from_bytes(bytes: &[u8], what: &str) -> Result<NpyArray, ProcessorError> 
                 .map_err(|_| bad(format!("bad shape {shape_text}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let count = shape.iter().product::<usize>();
+    // a damaged header can hold dimensions whose product overflows
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     let body = &bytes[header_start + header_len..];
     let width = match descr {
         "<f4" | "<i4" => 4,
@@ -168,12 +169,15 @@ pub fn from_bytes(bytes: &[u8], what: &str) -> Result<NpyArray, ProcessorError> 
         "|u1" | "<u1" => 1,
         other => return Err(bad(format!("unsupported dtype {other}"))),
     };
-    if body.len() != count * width {
-        return Err(bad(format!(
-            "shape {shape:?} of {descr} needs {} bytes of data, found {}",
-            count * width,
-            body.len()
-        )));
+    match count.and_then(|count| count.checked_mul(width)) {
+        Some(needed) if needed == body.len() => {}
+        Some(needed) => {
+            return Err(bad(format!(
+                "shape {shape:?} of {descr} needs {needed} bytes of data, found {}",
+                body.len()
+            )))
+        }
+        None => return Err(bad(format!("shape {shape:?} of {descr} is too large"))),
     }
     let data = match descr {
         "<f4" => NpyData::F32(
