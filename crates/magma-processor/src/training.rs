@@ -20,6 +20,8 @@
 //! * **Robot samples** (`"rlds": true`): user turn `<image>\nWhat action should the robot take
 //!   to {instruction in lower case}?` (a bare `<image>` whatever the flag), assistant turn of the
 //!   action ids; loss on the last `n_actions + 2` tokens (`\n\n`, the actions, `<|eot_id|>`).
+//!   Map-style robot conversations (OXE-ToM) instead write [`ACTION_TOKEN`] placeholders in an
+//!   answer: labelled by the round rule, then replaced by the item's action ids.
 //!
 //! The full rule with its provenance is in `tests/fixtures/magma-train/README.md` of the
 //! fixtures this module is tested against (`tests/training_labels.rs`: every masking case of
@@ -71,6 +73,9 @@ pub const IGNORE_INDEX: i64 = -100;
 /// `model_max_length` when none is given: the value of the fixtures and of `magma train`'s
 /// default config (the reference takes it from its training arguments).
 pub const DEFAULT_MAX_LENGTH: usize = 2048;
+
+/// The placeholder of one action id in map-style robot conversations.
+pub const ACTION_TOKEN: &str = "<action>";
 
 /// The number of action bins of Magma's (OpenVLA's) action tokenizer.
 pub const ACTION_BINS: usize = 256;
@@ -685,6 +690,7 @@ impl TrainingExampleBuilder {
             });
             images.truncate(image_positions.len());
         }
+        self.fill_action_placeholders(item, &mut input_ids, &mut labels)?;
         Ok(TrainingExample {
             id: item.id.clone(),
             kind: ExampleKind::Conversation,
@@ -695,6 +701,60 @@ impl TrainingExampleBuilder {
             image_positions,
             warnings,
         })
+    }
+
+    /// The map-style robot path (OXE-ToM items): `<action>` placeholders in an assistant turn
+    /// carry labels by the round rule, then each is replaced, in ids and labels, by the item's
+    /// action ids in order. Items without `<action>` keep their actions unused, as in the
+    /// reference.
+    fn fill_action_placeholders(
+        &self,
+        item: &ConversationItem,
+        input_ids: &mut [u32],
+        labels: &mut [i64],
+    ) -> Result<(), ExampleError> {
+        let has_text = item
+            .conversations
+            .iter()
+            .any(|t| t.value.contains(ACTION_TOKEN));
+        if !has_text {
+            return Ok(());
+        }
+        let bad = |message: String| ExampleError::BadRobotItem {
+            id: item.name().to_string(),
+            message,
+        };
+        let actions = match (&item.action_token_ids, &item.actions_normalized) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(values)) => self.action_token_ids(values).map_err(&bad)?,
+            (None, None) => return Ok(()),
+        };
+        let placeholder = self
+            .processor
+            .tokenizer()
+            .token_to_id(ACTION_TOKEN)
+            .ok_or_else(|| {
+                bad(format!(
+                    "the conversation has `{ACTION_TOKEN}` placeholders but the tokenizer has no `{ACTION_TOKEN}` token"
+                ))
+            })?;
+        let in_ids = positions_of(input_ids, placeholder);
+        let in_labels = labels
+            .iter()
+            .filter(|&&l| l == i64::from(placeholder))
+            .count();
+        if in_ids.len() != actions.len() || in_labels != actions.len() {
+            return Err(bad(format!(
+                "{} action id(s) for {} `{ACTION_TOKEN}` token(s) ({in_labels} of them labelled); the reference requires one per action, all labelled",
+                actions.len(),
+                in_ids.len()
+            )));
+        }
+        for (&at, &action) in in_ids.iter().zip(&actions) {
+            input_ids[at] = action;
+            labels[at] = i64::from(action);
+        }
+        Ok(())
     }
 
     fn piece_len(&self, piece: &str) -> Result<usize, ExampleError> {

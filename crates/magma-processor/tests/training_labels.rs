@@ -385,3 +385,71 @@ fn real_tokenizer_cases_match_the_reference() {
     }
     assert_eq!(checked, 34);
 }
+
+/// Map-style robot items (OXE-ToM): `<action>` placeholders in the last answer, labelled by the
+/// round rule (the 7 actions and `<|eot_id|>`, not the `\n\n`), then replaced by the action ids.
+#[test]
+fn action_placeholders_are_replaced_after_labelling() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("with-action-token");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tiny = model_dir("magma-tiny-crop");
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    // the fixture tokenizers have no `<action>`; Magma's training adds one
+    let mut tokenizer = tokenizers::Tokenizer::from_file(tiny.join("tokenizer.json")).unwrap();
+    tokenizer
+        .add_special_tokens([tokenizers::AddedToken::from("<action>", true)])
+        .unwrap();
+    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
+
+    let actions = vec![872u32, 904, 744, 999, 808, 872, 745];
+    let item = ConversationItem {
+        id: Some("tom".into()),
+        conversations: vec![
+            Turn {
+                from: "human".into(),
+                value: "<image>\nWhat should the robot do next?".into(),
+            },
+            Turn {
+                from: "gpt".into(),
+                value: "<action>".repeat(7),
+            },
+        ],
+        image: Some(ImageField::One("frame.png".into())),
+        action_token_ids: Some(actions.clone()),
+        ..Default::default()
+    };
+    let builder = TrainingExampleBuilder::from_dir(&dir).unwrap();
+    let example = builder.build(&item).unwrap();
+    let eot = 1009;
+    let n = example.input_ids.len();
+    assert_eq!(&example.input_ids[n - 8..n - 1], &actions[..]);
+    let expected: Vec<i64> = actions.iter().map(|&a| i64::from(a)).chain([eot]).collect();
+    assert_eq!(&example.labels[n - 8..], &expected[..]);
+    assert_eq!(
+        example.n_labelled(),
+        8,
+        "the \\n\\n before the actions is not labelled"
+    );
+
+    // one action id too few is refused, naming the item
+    let short = ConversationItem {
+        action_token_ids: Some(actions[..6].to_vec()),
+        ..item.clone()
+    };
+    let err = builder.build(&short).unwrap_err().to_string();
+    assert!(
+        err.contains("tom") && err.contains("6 action id(s) for 7"),
+        "{err}"
+    );
+
+    // without an `<action>` token in the tokenizer the placeholders cannot be filled
+    let plain = TrainingExampleBuilder::from_dir(&tiny).unwrap();
+    let err = plain.build(&item).unwrap_err().to_string();
+    assert!(err.contains("no `<action>` token"), "{err}");
+}
