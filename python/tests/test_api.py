@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import magma_rs
-from conftest import TINY_MODEL, write_frames
+from conftest import TINY_MODEL, pipeline_file, write_frames
 
 BOXES = [[40, 60, 200, 100], [300, 20, 420, 80], [10, 300, 630, 390], [500, 100, 560, 160]]
 
@@ -284,3 +284,19 @@ def test_long_calls_release_the_gil(screenshot):
     t.join()
     # Holding the GIL for the whole call would leave this loop a handful of iterations at most.
     assert len(ticks) > 10_000, len(ticks)
+
+
+# ---------------------------------------------------------------- magma data run
+
+
+def test_run_pipeline_equals_magma_data_run(tmp_path, run_magma):
+    cli, py = pipeline_file(tmp_path / "cli"), pipeline_file(tmp_path / "py")
+    run_magma("data", "run", cli, json_out=False)
+    reports = magma_rs.run_pipeline(py)
+    assert [r["funnel"]["records"] for r in reports] == [4, 4, 4]
+    for stage in ("robot", "aitw", "aitw_marked"):
+        a, b = tmp_path / "cli/out" / stage, tmp_path / "py/out" / stage
+        names = sorted(p.name for p in a.iterdir() if not p.name.endswith(".done.json"))
+        assert names == sorted(p.name for p in b.iterdir() if not p.name.endswith(".done.json"))
+        for name in names:  # done markers hold timings; everything else is equal
+            assert (a / name).read_bytes() == (b / name).read_bytes(), f"{stage}/{name}"
