@@ -13,6 +13,7 @@
 
 use serde::Serialize;
 
+use super::answer::strip_mark_annotations;
 use super::{resolve_click, AitwAction, MarkBoxes, Mind2WebAction, Mind2WebOp};
 use crate::scan::Scanner;
 use crate::{ActionError, Result};
@@ -250,13 +251,25 @@ fn from_mind2web(action: Mind2WebAction) -> WebCommand {
         mark: action.mark,
         point: action.click_point,
     };
+    // the `-> TYPE: value` form runs to the end of the text, so a trailing ` Mark: k` is not
+    // part of the value
+    let value = |v: String| {
+        if action.mark.is_some() {
+            strip_mark_annotations(&v).trim().to_string()
+        } else {
+            v
+        }
+    };
     match action.operation {
         Mind2WebOp::Click => WebCommand::Click { target },
         Mind2WebOp::Type(text) => WebCommand::Type {
             target: (target != WebTarget::default()).then_some(target),
-            text,
+            text: value(text),
         },
-        Mind2WebOp::Select(value) => WebCommand::Select { target, value },
+        Mind2WebOp::Select(v) => WebCommand::Select {
+            target,
+            value: value(v),
+        },
     }
 }
 
@@ -335,6 +348,16 @@ mod tests {
             WebCommand::Type {
                 target: None,
                 text: "Ada Lovelace".into()
+            }
+        );
+        assert_eq!(
+            WebCommand::parse("[textbox] Email -> TYPE: ada@example.com Mark: 1").unwrap(),
+            WebCommand::Type {
+                target: Some(WebTarget {
+                    mark: Some(1),
+                    point: None
+                }),
+                text: "ada@example.com".into()
             }
         );
     }
