@@ -500,6 +500,50 @@ mod tests {
     }
 
     #[test]
+    fn sequence_example_context_and_feature_lists_decode() {
+        // SequenceExample { context = 1: Features, feature_lists = 2: FeatureLists { map<string,
+        // FeatureList { repeated Feature feature = 1 }> feature_list = 1 } }.
+        let context = encode_example(&[("episode", Feature::Ints(vec![7]))]);
+        let context_features = match Fields::new(&context).next().unwrap().unwrap() {
+            (1, Value::Bytes(b)) => b.to_vec(),
+            _ => unreachable!(),
+        };
+        let step = |v: f32| {
+            let ex = encode_example(&[("x", Feature::Floats(vec![v]))]);
+            // The inner Feature message of the single map entry.
+            let features = match Fields::new(&ex).next().unwrap().unwrap() {
+                (1, Value::Bytes(b)) => b.to_vec(),
+                _ => unreachable!(),
+            };
+            let entry = match Fields::new(&features).next().unwrap().unwrap() {
+                (1, Value::Bytes(b)) => b.to_vec(),
+                _ => unreachable!(),
+            };
+            Fields::new(&entry)
+                .map(|f| f.unwrap())
+                .find_map(|(n, v)| (n == 2).then(|| v.bytes("").unwrap().to_vec()))
+                .unwrap()
+        };
+        let mut list = Vec::new();
+        put_bytes(&mut list, 1, &step(0.5));
+        put_bytes(&mut list, 1, &step(-2.0));
+        let mut entry = Vec::new();
+        put_bytes(&mut entry, 1, b"steps/x");
+        put_bytes(&mut entry, 2, &list);
+        let mut lists = Vec::new();
+        put_bytes(&mut lists, 1, &entry);
+        let mut bytes = Vec::new();
+        put_bytes(&mut bytes, 1, &context_features);
+        put_bytes(&mut bytes, 2, &lists);
+        let seq = SequenceExample::decode(&bytes).unwrap();
+        assert_eq!(seq.context.ints("episode").unwrap(), &[7]);
+        assert_eq!(
+            seq.feature_lists["steps/x"],
+            vec![Feature::Floats(vec![0.5]), Feature::Floats(vec![-2.0])]
+        );
+    }
+
+    #[test]
     fn truncated_messages_are_errors_not_panics() {
         let bytes = encode_example(&[("a", Feature::Bytes(vec![vec![7; 40]]))]);
         for cut in 1..bytes.len() {

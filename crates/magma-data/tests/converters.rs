@@ -258,3 +258,40 @@ fn llava_items_pass_through_after_image_checks() {
     );
     assert!(sink.samples[1].record.media.is_empty());
 }
+
+#[test]
+fn exported_conversations_load_in_the_trainers_reader() {
+    let dir = fixtures().join("rlds/tiny_robot/1.0.0");
+    let options = RldsOptions {
+        statistics: Some(fixtures().join("rlds/dataset_statistics.json")),
+        ..Default::default()
+    };
+    let conv = RldsConverter::open(&dir, &options).unwrap();
+    let mut samples = run(&conv, &conv.shards().unwrap()[0]).samples;
+    samples.extend(
+        run(
+            &Aitw,
+            &fixtures().join("aitw/general-0000-of-0001.tfrecord.gz"),
+        )
+        .samples,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let json = magma_data::magma_json::write_dir(out.path(), &samples).unwrap();
+    let items = magma_processor::training::read_items(&json).unwrap();
+    assert_eq!(items.len(), 8);
+    let robot = &items[0];
+    assert!(robot.rlds);
+    assert_eq!(
+        robot.language_instruction.as_deref(),
+        Some("pick up the red can")
+    );
+    assert_eq!(robot.action_token_ids.as_ref().unwrap()[0], 127_999);
+    let phone = &items[4];
+    assert!(!phone.rlds);
+    assert_eq!(phone.conversations[1].value, r#"{"TAP": {"MARK": 0}}"#);
+    let image = phone.image.as_ref().unwrap().paths()[0].to_path_buf();
+    assert!(
+        out.path().join(&image).is_file(),
+        "{image:?} written under images/"
+    );
+}
