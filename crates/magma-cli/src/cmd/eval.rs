@@ -42,6 +42,7 @@ enum EvalCommand {
 ///   magma eval score --benchmark pope --references pope.jsonl --predictions answers.jsonl --json
 ///   magma eval score --benchmark libero --predictions episodes.jsonl
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 struct ScoreArgs {
     /// Benchmark name (aitw, mind2web, screenspot, vqav2, textvqa, chartqa, pope, tapvid, simplerenv, libero).
     #[arg(long)]
@@ -74,6 +75,7 @@ struct ScoreArgs {
 ///   magma eval run --benchmark pope --data crates/magma-eval/samples/pope/data.jsonl --out runs/pope-tiny
 ///   magma eval run --benchmark screenspot --data ss.jsonl --images ss_imgs --endpoint http://127.0.0.1:8000 --out runs/ss
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 struct RunArgs {
     /// Benchmark name (aitw, mind2web, screenspot, vqav2, textvqa, chartqa, pope).
     #[arg(long)]
@@ -149,6 +151,7 @@ impl Answerer for PolicyAnswerer {
 /// Examples:
 ///   magma eval report runs/aitw-q4k runs/aitw-f32 --html report.html
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 struct ReportArgs {
     /// Run folders or score JSON files.
     #[arg(required = true)]
