@@ -7,7 +7,7 @@ use magma_processor::npy;
 fn npy_file(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut header = dict.to_string();
     // the header is padded with spaces to a multiple of 64 bytes (with the 10-byte preamble)
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
