@@ -173,7 +173,11 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.render {
         let sample = samples.get(args.index).with_context(|| {
-            format!("--index {} but the input has {} records", args.index, samples.len())
+            format!(
+                "--index {} but the input has {} records",
+                args.index,
+                samples.len()
+            )
         })?;
         let picture = magma_data::render::render(sample, &args.images)?;
         picture
@@ -248,10 +252,16 @@ fn print_reports(reports: &[StageReport], json: bool, dry_run: bool) -> anyhow::
             r.dir.display()
         );
         if !f.skipped.is_empty() {
-            println!("  skipped (bad input, see part-*.errors.jsonl): {}", magma_data::job::reasons_line(&f.skipped));
+            println!(
+                "  skipped (bad input, see part-*.errors.jsonl): {}",
+                magma_data::job::reasons_line(&f.skipped)
+            );
         }
         if !f.dropped.is_empty() {
-            println!("  dropped (filters): {}", magma_data::job::reasons_line(&f.dropped));
+            println!(
+                "  dropped (filters): {}",
+                magma_data::job::reasons_line(&f.dropped)
+            );
         }
     }
     Ok(())
@@ -279,7 +289,8 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
             ..StageSpec::default()
         }],
     };
-    let reports = magma_data::pipeline::run(&pipeline, &RunOptions::default(), &mut progress_bars())?;
+    let reports =
+        magma_data::pipeline::run(&pipeline, &RunOptions::default(), &mut progress_bars())?;
     // The reference-loader view of everything converted so far.
     let mut samples = Vec::new();
     for part in magma_data::job::done_parts(&reports[0].dir)? {
@@ -288,7 +299,11 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
     let json = magma_data::magma_json::write_dir(&args.out, &samples)?;
     print_reports(&reports, args.json, false)?;
     if !args.json {
-        println!("{} items for the reference loader in {}", samples.len(), json.display());
+        println!(
+            "{} items for the reference loader in {}",
+            samples.len(),
+            json.display()
+        );
     }
     Ok(())
 }
