@@ -46,6 +46,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Training data: convert public datasets to Magma records, run sharded resumable jobs, inspect shards.
     Data(cmd::data::Args),
+    /// Agents that act: a web agent on a real Chromium, a robot episode loop, offline replay.
+    Agent(cmd::agent::Args),
     /// Benchmarks: score predictions as the official code does, run a model over a benchmark file, compare runs.
     Eval(cmd::eval::Args),
     /// Fine-tune Magma (projector, LoRA, QLoRA, full) from a train.toml: metrics, checkpoints, resume, PEFT export.
@@ -86,6 +88,7 @@ fn run() -> anyhow::Result<()> {
         Command::TomEval(a) => cmd::tom_eval::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Data(a) => cmd::data::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Train(a) => cmd::train::run(a),
     }

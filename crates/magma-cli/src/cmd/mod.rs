@@ -1,5 +1,6 @@
 //! Subcommands of the `magma` binary, one module each.
 pub mod action;
+pub mod agent;
 pub mod bench;
 pub mod bench_preset;
 pub mod data;
