@@ -82,7 +82,7 @@ impl TowerConfig {
             eps: self.layer_norm_eps.unwrap_or(1e-5),
             quick_gelu,
         };
-        if d.heads == 0 || d.hidden % d.heads != 0 {
+        if d.heads == 0 || !d.hidden.is_multiple_of(d.heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 d.hidden, d.heads

@@ -22,7 +22,9 @@ use image::DynamicImage;
 
 /// CLIP's per-channel normalisation mean.
 pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP's per-channel normalisation standard deviation.
+/// CLIP's per-channel normalisation standard deviation (the `clip` package's literals, as
+/// written; they round to the same f32 values torch uses).
+#[allow(clippy::excessive_precision)]
 pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;

@@ -380,7 +380,7 @@ impl ShotDetector {
         let (pw, ph) = processed_size;
         let kernel = config.kernel_size.unwrap_or_else(|| {
             let k = 4 + ((pw as f64 * ph as f64).sqrt() / 192.0).round_ties_even() as usize;
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 k + 1
             } else {
                 k
