@@ -54,7 +54,7 @@ pub fn render(records: &[StepRecord], summary: &RunSummary) -> String {
                 if let Some(e) = executed.mark.and_then(|m| r.elements.get(m)) {
                     let [x1, y1, x2, y2] = e.bbox;
                     html += &format!(
-                        "<rect x={x1} y={y1} width={} height={} fill=none stroke=#1e6bff stroke-width=4/>",
+                        "<rect x=\"{x1}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#1e6bff\" stroke-width=\"4\" />",
                         x2 - x1,
                         y2 - y1
                     );
@@ -62,9 +62,9 @@ pub fn render(records: &[StepRecord], summary: &RunSummary) -> String {
                 if let Some([x, y]) = executed.point {
                     let r0 = (f64::from(w.max(h)) / 80.0).max(8.0);
                     html += &format!(
-                        "<circle cx={x} cy={y} r={r0} fill=rgba(30,107,255,.35) stroke=#1e6bff stroke-width=3/>\
-                         <line x1={} y1={y} x2={} y2={y} stroke=#1e6bff stroke-width=2/>\
-                         <line x1={x} y1={} x2={x} y2={} stroke=#1e6bff stroke-width=2/>",
+                        "<circle cx=\"{x}\" cy=\"{y}\" r=\"{r0}\" fill=\"rgba(30,107,255,.35)\" stroke=\"#1e6bff\" stroke-width=\"3\" />\
+                         <line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#1e6bff\" stroke-width=\"2\" />\
+                         <line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#1e6bff\" stroke-width=\"2\" />",
                         x - 2.0 * r0,
                         x + 2.0 * r0,
                         y - 2.0 * r0,

@@ -179,6 +179,8 @@ fn scripted_policy_fills_and_submits_a_form() {
     let report = std::fs::read_to_string(out.path().join("report.html")).unwrap();
     assert_eq!(report.matches("<div class=step>").count(), 6);
     assert!(report.contains("step-004-marked.png"));
+    // the executed actions are drawn on the screenshots (a circle at each point)
+    assert_eq!(report.matches("<circle cx=\"").count(), 5);
 }
 
 fn clicks_land(dpr: f64) {
