@@ -88,6 +88,7 @@ mod tests {
     #[test]
     fn parquet_index_reads_back_with_arrow() {
         use arrow_array::cast::AsArray;
+        use arrow_array::Array;
         use arrow_array::types::{Float64Type, UInt64Type};
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
