@@ -5,6 +5,8 @@
 //! a fixed-answer `/act` double for replay's numbers, and the real `magma serve` with the tiny
 //! fixture model for seeded reproducibility.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -275,44 +277,9 @@ fn replay_computes_token_accuracy_and_l1_per_dimension() {
     assert!((report.l1_mean - 1.6 / 7.0).abs() < 1e-12);
 }
 
-/// `magma serve` with the tiny fixture model (random weights: its actions are noise).
-fn magma_serve() -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/magma-parity/models/magma-tiny-crop");
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let server = magma_serve::Server::bind(
-                magma_serve::ServeConfig::new(dir),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-            .await
-            .unwrap();
-            addr_tx.send(server.local_addr()).unwrap();
-            server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-    });
-    (addr_rx.recv().unwrap(), stop, thread)
-}
-
 #[test]
 fn seeded_runs_through_magma_serve_are_identical() {
-    let (addr, stop, thread) = magma_serve();
+    let (addr, stop, thread) = common::magma_serve();
     let env = reach_env();
     let run = |seed: u64| {
         let out = tempfile::tempdir().unwrap();

@@ -486,3 +486,39 @@ fn bad_input_is_a_logged_step_outcome() {
         "{line}"
     );
 }
+
+#[test]
+fn the_form_task_through_magma_serve_with_the_tiny_model_logs_every_step() {
+    // the fixture model has random weights: its answers are noise, so the steps may be
+    // unparsable or miss; what must hold is the loop (no policy errors), parsing and logging
+    let (addr, stop, thread) = common::magma_serve();
+    let server = TestServer::start();
+    let browser = browser();
+    let out = tempfile::tempdir().unwrap();
+    let mut c = config(
+        &server.url("/pages/form.html"),
+        "Subscribe as Ada",
+        Some(out.path()),
+    );
+    c.max_steps = 3;
+    c.max_new_tokens = 16;
+    let mut policy = Endpoint::new(format!("http://{addr}"));
+    let summary = run_web_agent(&browser.client, &mut policy, &c, None).unwrap();
+    assert!(!summary.outcomes.is_empty());
+    assert!(
+        !summary.outcomes.contains(&Outcome::PolicyError),
+        "{summary:#?}"
+    );
+    let lines: Vec<Value> = std::fs::read_to_string(out.path().join("trajectory.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), summary.steps);
+    for line in &lines {
+        assert!(line["raw_answer"].is_string(), "{line}");
+        assert_eq!(line["elements"].as_array().unwrap().len(), 5);
+    }
+    drop(stop);
+    thread.join().unwrap();
+}

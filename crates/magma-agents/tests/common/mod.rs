@@ -113,3 +113,38 @@ pub fn browser() -> Browser {
     })
     .expect("headless Chromium must start (install the `chromium` package)")
 }
+
+/// `magma serve` with the tiny fixture model (random weights: its actions are noise).
+pub fn magma_serve() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/magma-parity/models/magma-tiny-crop");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = magma_serve::Server::bind(
+                magma_serve::ServeConfig::new(dir),
+                "127.0.0.1:0".parse().unwrap(),
+            )
+            .await
+            .unwrap();
+            addr_tx.send(server.local_addr()).unwrap();
+            server
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (addr_rx.recv().unwrap(), stop, thread)
+}
