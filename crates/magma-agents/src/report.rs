@@ -18,7 +18,7 @@ pub fn render(records: &[StepRecord], summary: &RunSummary) -> String {
          body{font:14px system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}\
          .step{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px;margin:0 0 16px}\
          .shot{position:relative;display:inline-block;max-width:100%}\
-         .shot img{display:block;max-width:100%}\
+         .shot img{display:block;max-width:100%;height:auto}\
          .shot svg{position:absolute;left:0;top:0;width:100%;height:100%}\
          .ok{color:#0a7d28}.bad{color:#b3261e}pre{white-space:pre-wrap;background:#f3f3f3;padding:6px;margin:4px 0}\
          </style>",
@@ -47,7 +47,7 @@ pub fn render(records: &[StepRecord], summary: &RunSummary) -> String {
         if let Some(marked) = &r.marked_screenshot {
             let [w, h] = r.screenshot_size;
             html += &format!(
-                "<div class=shot><img src=\"{}\" width={w} height={h}><svg viewBox=\"0 0 {w} {h}\">",
+                "<div class=shot><img src=\"{}\" width={w} height={h}><svg viewBox=\"0 0 {w} {h}\" preserveAspectRatio=\"none\">",
                 escape(marked)
             );
             if let Some(executed) = &r.executed {
