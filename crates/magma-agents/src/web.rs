@@ -256,11 +256,7 @@ pub fn run_web_agent(
             &history,
             &mut log,
             &mut confirm,
-        );
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
+        )?;
         outcomes.push(record.outcome);
         log.write(&record)?;
         match record.outcome {
