@@ -88,8 +88,8 @@ mod tests {
     #[test]
     fn parquet_index_reads_back_with_arrow() {
         use arrow_array::cast::AsArray;
-        use arrow_array::Array;
         use arrow_array::types::{Float64Type, UInt64Type};
+        use arrow_array::Array;
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
         let rows: Vec<IndexRow> = (0..3)

@@ -173,18 +173,7 @@ fn aitw_history_step(r: &aitw::AitwReference) -> String {
             key: magma_actions::ui::aitw::CoordinateKey::NormalizedCoordinate,
         },
         DUAL_POINT => {
-            let (dy, dx) = (r.yx_lift[0] - r.yx_touch[0], r.yx_lift[1] - r.yx_touch[1]);
-            let direction = if dy.abs() >= dx.abs() {
-                if dy < 0.0 {
-                    "UP"
-                } else {
-                    "DOWN"
-                }
-            } else if dx < 0.0 {
-                "LEFT"
-            } else {
-                "RIGHT"
-            };
+            let direction = magma_actions::ui::aitw::swipe_direction(r.yx_touch, r.yx_lift);
             AitwAction::Swipe {
                 direction: direction.into(),
             }

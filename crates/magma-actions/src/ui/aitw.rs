@@ -41,6 +41,31 @@ pub enum NavigateKey {
     Press,
 }
 
+/// The swipe of a gesture from `touch` to `lift` (normalised `[y, x]`, AITW's `yx_touch` /
+/// `yx_lift` order): `UP`, `DOWN`, `LEFT` or `RIGHT` along the axis the finger moved most, in the
+/// direction it moved (a tie goes to the vertical axis). The released data's convention is not
+/// public, so data conversion and evaluation share this one rule.
+///
+/// ```
+/// use magma_actions::ui::aitw::swipe_direction;
+/// assert_eq!(swipe_direction([0.8, 0.5], [0.2, 0.5]), "UP");
+/// assert_eq!(swipe_direction([0.5, 0.1], [0.5, 0.9]), "RIGHT");
+/// ```
+pub fn swipe_direction(touch_yx: [f64; 2], lift_yx: [f64; 2]) -> &'static str {
+    let (dy, dx) = (lift_yx[0] - touch_yx[0], lift_yx[1] - touch_yx[1]);
+    if dy.abs() >= dx.abs() {
+        if dy < 0.0 {
+            "UP"
+        } else {
+            "DOWN"
+        }
+    } else if dx < 0.0 {
+        "LEFT"
+    } else {
+        "RIGHT"
+    }
+}
+
 /// One AITW step action.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "SCREAMING_SNAKE_CASE")]

@@ -100,18 +100,7 @@ fn step_action(
                     ),
                 }
             } else {
-                let (dy, dx) = (ly - ty, lx - tx);
-                let direction = if dy.abs() >= dx.abs() {
-                    if dy < 0.0 {
-                        "UP"
-                    } else {
-                        "DOWN"
-                    }
-                } else if dx < 0.0 {
-                    "LEFT"
-                } else {
-                    "RIGHT"
-                };
+                let direction = magma_actions::ui::aitw::swipe_direction([ty, tx], [ly, lx]);
                 (
                     AitwAction::Swipe {
                         direction: direction.into(),
