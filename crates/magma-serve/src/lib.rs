@@ -24,8 +24,8 @@
 
 mod act;
 pub mod chat;
-pub mod engine;
 mod connection;
+pub mod engine;
 mod error;
 pub mod metrics;
 pub mod numpy;
